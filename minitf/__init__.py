@@ -1,0 +1,1 @@
+"""minitf: a readable BERT-family encoder with a Triton fused-attention kernel."""

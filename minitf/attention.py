@@ -1,0 +1,155 @@
+"""Scaled dot-product attention: the formula in one place, and the switch between backends.
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + mask) V
+
+Every backend takes `(batch, heads, seq, head_dim)` tensors and a key-padding mask of shape
+`(batch, seq_k)` with True (or 1) meaning "attend to this key" — BERT's `attention_mask`.
+
+- "reference": the formula spelled out below in plain PyTorch. It materialises the full
+  (N × N) score matrix, so it is the slowest and the most readable. It is the ground truth.
+- "sdpa":      torch.nn.functional.scaled_dot_product_attention (PyTorch picks its own kernel).
+- "triton":    minitf's fused FlashAttention-style kernel (kernels/), for CUDA tensors or under
+  Triton's CPU interpreter (TRITON_INTERPRET=1).
+- "auto":      the fused kernel on CUDA when Triton is usable, else SDPA (measured faster than
+  the reference on CPU by benchmarks/encoder.py; all three agree to fp32 rounding).
+
+A query row whose keys are all masked out has no defined softmax (0/0); every backend returns
+zeros for such a row instead of NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from minitf.errors import MinitfError
+
+BACKENDS = ("auto", "reference", "sdpa", "triton")
+
+AttentionFn = Callable[..., torch.Tensor]
+
+
+def attention_weights(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    causal: bool = False,
+    sm_scale: float | None = None,
+) -> torch.Tensor:
+    """softmax(Q Kᵀ · sm_scale + mask) for q (B, H, Nq, D) and k (B, H, Nk, D) → (B, H, Nq, Nk).
+
+    sm_scale defaults to 1/√d_k: with unit-variance q and k, each logit q·k is a sum of d_k
+    unit-variance terms (variance d_k); dividing by √d_k brings it back to variance 1, so the
+    softmax does not saturate into a one-hot as d_k grows.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, Nq, Nk)
+
+    # The mask enters here, and only here: a masked key gets a score of -inf, so exp() gives
+    # it exactly zero weight. Padding keys are masked; padding *queries* still compute (their
+    # outputs are ignored downstream).
+    allowed = _allowed(key_padding_mask, causal, q.shape[-2], k.shape[-2], q.device)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+
+    weights = torch.softmax(scores, dim=-1)
+    if allowed is not None:
+        # A row with every key masked is softmax(-inf, ..., -inf) = 0/0 = NaN; define it as 0.
+        weights = weights.masked_fill(~allowed.any(dim=-1, keepdim=True), 0.0)
+    return weights
+
+
+def reference_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    causal: bool = False,
+    sm_scale: float | None = None,
+) -> torch.Tensor:
+    """softmax(Q Kᵀ / √d_k + mask) V, written out: (B, H, Nq, D) for v of shape (B, H, Nk, D)."""
+    return torch.matmul(attention_weights(q, k, key_padding_mask, causal, sm_scale), v)
+
+
+def sdpa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    causal: bool = False,
+    sm_scale: float | None = None,
+) -> torch.Tensor:
+    """The same computation through torch's scaled_dot_product_attention."""
+    allowed = _allowed(key_padding_mask, causal, q.shape[-2], k.shape[-2], q.device)
+    if allowed is None:
+        return F.scaled_dot_product_attention(q, k, v, scale=sm_scale)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=sm_scale)
+    # Some SDPA kernels return NaN for fully masked rows; make them zero like the reference.
+    return out.masked_fill(~allowed.any(dim=-1, keepdim=True), 0.0)
+
+
+def triton_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    causal: bool = False,
+    sm_scale: float | None = None,
+) -> torch.Tensor:
+    """The fused kernel in kernels/ (imported lazily so minitf works where Triton is absent)."""
+    try:
+        from kernels import fused_attention
+    except ImportError as exc:  # triton missing or broken on this machine
+        raise MinitfError(
+            f"attn_backend='triton' needs the Triton package, which failed to import ({exc}). "
+            "Install it (pip install 'triton>=3.6') or use attn_backend='sdpa'."
+        ) from exc
+    return fused_attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal,
+                           sm_scale=sm_scale)
+
+
+def auto_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    causal: bool = False,
+    sm_scale: float | None = None,
+) -> torch.Tensor:
+    """Fused kernel on CUDA when Triton is importable and supports the shape; SDPA otherwise."""
+    fn = triton_attention if q.is_cuda and _triton_supports(q) else sdpa_attention
+    return fn(q, k, v, key_padding_mask, causal, sm_scale)
+
+
+def get_attention(backend: str) -> AttentionFn:
+    """The attention function for a backend name (see the module docstring)."""
+    table = {"auto": auto_attention, "reference": reference_attention,
+             "sdpa": sdpa_attention, "triton": triton_attention}
+    if backend not in table:
+        raise MinitfError(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
+    return table[backend]
+
+
+def _allowed(
+    key_padding_mask: torch.Tensor | None, causal: bool, n_q: int, n_k: int, device: torch.device
+) -> torch.Tensor | None:
+    """Boolean (B or 1, 1, Nq, Nk) matrix of which query may look at which key; None = all."""
+    allowed = None
+    if key_padding_mask is not None:
+        allowed = key_padding_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
+    if causal:
+        # Query i sees keys j ≤ i (aligned at the start when Nq ≠ Nk).
+        tri = torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril()[None, None]
+        allowed = tri if allowed is None else allowed & tri
+    return allowed
+
+
+def _triton_supports(q: torch.Tensor) -> bool:
+    try:
+        from kernels import is_supported
+    except ImportError:
+        return False
+    return is_supported(q)

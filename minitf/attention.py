@@ -20,6 +20,7 @@ zeros for such a row instead of NaN.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -69,9 +70,13 @@ def reference_attention(
     key_padding_mask: torch.Tensor | None = None,
     causal: bool = False,
     sm_scale: float | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """softmax(Q Kᵀ / √d_k + mask) V, written out: (B, H, Nq, D) for v of shape (B, H, Nk, D)."""
-    return torch.matmul(attention_weights(q, k, key_padding_mask, causal, sm_scale), v)
+    weights = attention_weights(q, k, key_padding_mask, causal, sm_scale)  # (B, H, Nq, Nk)
+    if dropout_p > 0:  # BERT drops attention probabilities while training
+        weights = F.dropout(weights, dropout_p)
+    return torch.matmul(weights, v)
 
 
 def sdpa_attention(
@@ -81,12 +86,14 @@ def sdpa_attention(
     key_padding_mask: torch.Tensor | None = None,
     causal: bool = False,
     sm_scale: float | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """The same computation through torch's scaled_dot_product_attention."""
     allowed = _allowed(key_padding_mask, causal, q.shape[-2], k.shape[-2], q.device)
     if allowed is None:
-        return F.scaled_dot_product_attention(q, k, v, scale=sm_scale)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=sm_scale)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=sm_scale)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p,
+                                         scale=sm_scale)
     # Some SDPA kernels return NaN for fully masked rows; make them zero like the reference.
     return out.masked_fill(~allowed.any(dim=-1, keepdim=True), 0.0)
 
@@ -98,8 +105,16 @@ def triton_attention(
     key_padding_mask: torch.Tensor | None = None,
     causal: bool = False,
     sm_scale: float | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """The fused kernel in kernels/ (imported lazily so minitf works where Triton is absent)."""
+    """The fused kernel in kernels/ (imported lazily so minitf works where Triton is absent).
+
+    The kernel has no attention-probability dropout: with dropout_p > 0 (training) it warns
+    once and attends without it. attn_backend="auto" picks SDPA for such calls instead.
+    """
+    if dropout_p > 0:
+        _warn_once("the Triton kernel applies no attention-probability dropout; training "
+                   "through it runs without attention dropout (hidden dropout is unaffected)")
     try:
         from kernels import fused_attention
     except ImportError as exc:  # triton missing or broken on this machine
@@ -118,10 +133,12 @@ def auto_attention(
     key_padding_mask: torch.Tensor | None = None,
     causal: bool = False,
     sm_scale: float | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Fused kernel on CUDA when Triton is importable and supports the shape; SDPA otherwise."""
-    fn = triton_attention if q.is_cuda and _triton_supports(q) else sdpa_attention
-    return fn(q, k, v, key_padding_mask, causal, sm_scale)
+    """Fused kernel on CUDA when Triton supports the input and no dropout is asked; else SDPA."""
+    if q.is_cuda and dropout_p == 0 and _triton_supports(q):
+        return triton_attention(q, k, v, key_padding_mask, causal, sm_scale)
+    return sdpa_attention(q, k, v, key_padding_mask, causal, sm_scale, dropout_p)
 
 
 def get_attention(backend: str) -> AttentionFn:
@@ -145,6 +162,15 @@ def _allowed(
         tri = torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril()[None, None]
         allowed = tri if allowed is None else allowed & tri
     return allowed
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, stacklevel=3)
 
 
 def _triton_supports(q: torch.Tensor) -> bool:

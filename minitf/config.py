@@ -1,0 +1,143 @@
+"""BertConfig: the hyper-parameters of a BERT encoder, read from a Hugging Face `config.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from minitf.errors import MinitfError
+
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+    classifier_dropout: float | None = None
+    # Classification heads: label names, saved so that predictions come back as names.
+    id2label: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label) or 2
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {v: k for k, v in self.id2label.items()}
+
+    def validate(self, source: str = "BertConfig") -> None:
+        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise MinitfError(f"{source}: {name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise MinitfError(
+                f"{source}: hidden_size ({self.hidden_size}) is not divisible by "
+                f"num_attention_heads ({self.num_attention_heads}); minitf splits the hidden "
+                "vector into equal heads, so this model is not supported")
+        if self.hidden_act not in ACTIVATIONS:
+            raise MinitfError(f"{source}: hidden_act {self.hidden_act!r} is not supported; "
+                              f"minitf supports {', '.join(ACTIVATIONS)}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise MinitfError(f"{source}: {name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.layer_norm_eps > 0:
+            raise MinitfError(f"{source}: layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise MinitfError(f"{source}: pad_token_id {self.pad_token_id} is outside the "
+                              f"vocabulary (size {self.vocab_size})")
+
+    # ---- Hugging Face config.json ------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> BertConfig:
+        _refuse_unsupported(raw, source)
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in raw.items() if k in known and v is not None or k == "id2label"}
+        kwargs.setdefault("id2label", {})
+        if kwargs["id2label"] is None:
+            kwargs["id2label"] = {}
+        try:
+            config = cls(**kwargs)
+        except MinitfError as exc:
+            raise MinitfError(str(exc).replace("BertConfig", source, 1)) from None
+        except (TypeError, ValueError) as exc:
+            raise MinitfError(f"{source}: invalid value ({exc})") from None
+        config.validate(source)
+        return config
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> BertConfig:
+        """Read `config.json` from a model directory (or the file itself)."""
+        path = Path(path)
+        file = path / "config.json" if path.is_dir() else path
+        if not file.is_file():
+            raise MinitfError(f"{file}: no config.json here; a model directory needs "
+                              "config.json, model.safetensors and vocab.txt")
+        try:
+            raw = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MinitfError(f"{file}: not valid JSON ({exc}); restore the file from the "
+                              "original model") from None
+        if not isinstance(raw, dict):
+            raise MinitfError(f"{file}: expected a JSON object of settings")
+        return cls.from_dict(raw, source=str(file))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A config.json that transformers' BertConfig reads back into the same model."""
+        out = asdict(self)
+        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        if not self.id2label:
+            del out["id2label"]
+        else:
+            out["label2id"] = self.label2id
+        if out["classifier_dropout"] is None:
+            del out["classifier_dropout"]
+        out.update(model_type="bert", position_embedding_type="absolute")
+        return out
+
+    def save(self, directory: str | Path, architecture: str = "BertModel") -> None:
+        out = {"architectures": [architecture], **self.to_dict()}
+        Path(directory, "config.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+def _refuse_unsupported(raw: dict[str, Any], source: str) -> None:
+    """Settings that change the architecture in ways minitf does not implement."""
+    model_type = raw.get("model_type", "bert")
+    if model_type != "bert":
+        raise MinitfError(f"{source}: model_type {model_type!r} is not supported; minitf "
+                          "implements the original BERT architecture (model_type 'bert')")
+    position = raw.get("position_embedding_type", "absolute")
+    if position != "absolute":
+        raise MinitfError(f"{source}: position_embedding_type {position!r} is not supported; "
+                          "minitf implements absolute (learned) position embeddings only")
+    for flag in ("is_decoder", "add_cross_attention"):
+        if raw.get(flag):
+            raise MinitfError(f"{source}: {flag}=true is not supported; minitf is an "
+                              "encoder-only (bidirectional) model")
+    if "id2label" in raw and raw["id2label"] is not None and not isinstance(raw["id2label"], dict):
+        raise MinitfError(f"{source}: id2label must be an object mapping ids to label names")

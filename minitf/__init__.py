@@ -1,1 +1,18 @@
-"""minitf: a readable BERT-family encoder with a Triton fused-attention kernel."""
+"""minitf: a readable BERT-family encoder with a Triton fused-attention kernel.
+
+    from minitf import BertConfig, BertModel, BertForSequenceClassification, Tokenizer
+"""
+
+from minitf.config import BertConfig
+from minitf.errors import MinitfError
+from minitf.model import BertForSequenceClassification, BertModel
+
+__all__ = ["BertConfig", "BertForSequenceClassification", "BertModel", "MinitfError", "Tokenizer"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "Tokenizer":  # imported on first use: the tokenizer module is self-contained
+        from minitf.tokenizer import Tokenizer
+        return Tokenizer
+    raise AttributeError(f"module 'minitf' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from minitf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""The `minitf` command: one sub-command per module, imported only when it runs.
+
+Each module named in COMMANDS defines `add_arguments(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from minitf.errors import MinitfError
+
+COMMANDS = {
+    # name: (module, one-line help)
+    "demo": ("minitf.demo", "run the main job end to end on the real MiniLM weights"),
+    "encode": ("minitf.encode", "print sentence embeddings and their cosine similarities"),
+    "finetune": ("minitf.finetune", "fine-tune a BERT classifier on a CSV/TSV/JSONL file"),
+    "evaluate": ("minitf.evaluate", "evaluate a fine-tuned classifier on a labelled file"),
+    "predict": ("minitf.predict", "predict labels for texts or a file"),
+    "attention": ("minitf.visualize", "draw attention heat-maps for a text"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="minitf", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(_module=module)
+        if argv[:1] == [name]:  # only the chosen command's module is imported
+            importlib.import_module(module).add_arguments(command)
+    args = parser.parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except MinitfError as exc:
+        print(f"minitf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"minitf {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

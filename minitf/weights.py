@@ -1,0 +1,189 @@
+"""Loading and saving BERT weights in the Hugging Face directory layout.
+
+A model directory holds `config.json`, `model.safetensors` (or shards listed in
+`model.safetensors.index.json`) and the tokenizer files. Because minitf's module names mirror
+the checkpoint's, loading is: read every tensor, normalise a few historical spellings, then
+check the names and shapes against the model and copy. Anything missing, unexpected or of the
+wrong shape is reported by name, all at once, in one error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from minitf.config import BertConfig
+from minitf.errors import MinitfError
+
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+# Buffers some checkpoints carry that are not parameters of the model.
+IGNORED = ("embeddings.position_ids",)
+# Heads of other tasks (masked-LM, next-sentence) found in pre-training checkpoints.
+OTHER_HEADS = ("cls.",)
+
+
+def read_checkpoint(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of the directory's safetensors file(s), by their checkpoint names."""
+    single, index = directory / WEIGHTS_FILE, directory / INDEX_FILE
+    if single.is_file():
+        return _read_safetensors(single)
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise MinitfError(f"{index}: not a valid safetensors index ({exc}); it needs a "
+                              "'weight_map' of tensor name → shard file") from None
+        tensors: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            if not (directory / shard).is_file():
+                raise MinitfError(f"{index} lists shard {shard!r}, which is missing from "
+                                  f"{directory}; copy the complete checkpoint")
+            tensors.update(_read_safetensors(directory / shard))
+        return tensors
+    if any((directory / name).is_file() for name in PICKLE_FILES):
+        raise MinitfError(
+            f"{directory} holds a pickle checkpoint (pytorch_model.bin), which minitf refuses to "
+            "load by default because unpickling can run arbitrary code. Convert it once, if you "
+            f"trust its source: python weights/convert_bin.py {directory}")
+    raise MinitfError(f"{directory}: no {WEIGHTS_FILE} (nor {INDEX_FILE}); is this a model "
+                      "directory? See weights/README.md for how to install real weights")
+
+
+def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(file)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise MinitfError(f"{file}: cannot read safetensors ({exc}). The file is truncated or "
+                          "not a safetensors file; copy it again from the original") from None
+
+
+def normalise_names(tensors: dict[str, torch.Tensor], has_bert_prefix: bool
+                    ) -> dict[str, torch.Tensor]:
+    """Map checkpoint spellings onto minitf's module names.
+
+    - `bert.` prefix: present in task checkpoints (BertFor...), absent in BertModel ones;
+      the encoder's names are taken without it, then re-prefixed if the model wants it.
+    - `gamma`/`beta`: TF-era LayerNorm names for weight/bias.
+    """
+    out = {}
+    for name, tensor in tensors.items():
+        name = name.removeprefix("bert.")
+        if name in IGNORED or name.startswith(OTHER_HEADS):
+            continue
+        if name.endswith("LayerNorm.gamma"):
+            name = name[: -len("gamma")] + "weight"
+        elif name.endswith("LayerNorm.beta"):
+            name = name[: -len("beta")] + "bias"
+        is_head = name.startswith(("classifier.",))
+        out[f"bert.{name}" if has_bert_prefix and not is_head else name] = tensor
+    return out
+
+
+def copy_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path,
+              allow_missing: tuple[str, ...] = ()) -> None:
+    """Check names and shapes, then copy. One error lists every problem at once."""
+    expected = model.state_dict()
+    missing = [n for n in expected if n not in tensors and not n.startswith(allow_missing)]
+    unexpected = [n for n in tensors if n not in expected]
+    misshaped = [f"{n}: checkpoint {tuple(t.shape)} vs model {tuple(expected[n].shape)}"
+                 for n, t in tensors.items() if n in expected and t.shape != expected[n].shape]
+    if missing or unexpected or misshaped:
+        lines = [f"{source}: the checkpoint does not match the model described by config.json"]
+        for title, names in (("missing", missing), ("unexpected", unexpected),
+                             ("wrong shape", misshaped)):
+            if names:
+                lines.append(f"  {title} ({len(names)}): " + ", ".join(names[:8])
+                             + (", ..." if len(names) > 8 else ""))
+        if any(n.startswith("classifier.") for n in missing):
+            lines.append("  (a base checkpoint has no classifier: pass allow_missing_head=True "
+                         "to start a new head for fine-tuning)")
+        if any(n.startswith("classifier.") for n in misshaped):
+            lines.append("  (the classifier was trained for another number of labels)")
+        raise MinitfError("\n".join(lines))
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            expected[name].copy_(tensor)
+
+
+def load_pretrained(cls: type[nn.Module], path: str | Path, attn_backend: str = "auto",
+                    num_labels: int | None = None, allow_missing_head: bool = False) -> nn.Module:
+    """Build `cls` from a directory's config.json and fill it from its safetensors."""
+    from minitf.paths import resolve_model_dir
+
+    directory = resolve_model_dir(path)
+    config = BertConfig.from_pretrained(directory)
+    is_classifier = cls.__name__ == "BertForSequenceClassification"
+    if is_classifier and num_labels is not None and num_labels != config.num_labels:
+        if config.id2label and not allow_missing_head:
+            raise MinitfError(f"{directory}: this classifier has {config.num_labels} labels "
+                              f"({', '.join(config.id2label.values())}), not {num_labels}")
+        config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+    model = cls(config, attn_backend=attn_backend)
+    tensors = normalise_names(read_checkpoint(directory), has_bert_prefix=is_classifier)
+    if is_classifier:
+        has_head = any(n.startswith("classifier.") for n in tensors)
+        if allow_missing_head and not has_head:
+            copy_into(model, tensors, directory, allow_missing=("classifier.",))
+        else:
+            copy_into(model, tensors, directory)
+    else:
+        tensors = {n: t for n, t in tensors.items() if not n.startswith("classifier.")}
+        copy_into(model, tensors, directory)
+    return model.eval()
+
+
+def save_pretrained(model: nn.Module, directory: str | Path) -> None:
+    """config.json + model.safetensors that both minitf and transformers load.
+
+    Written atomically: into a temporary sibling directory, then renamed into place, so a
+    crash never leaves a half-written checkpoint where a good one was.
+    """
+    architecture = type(model).__name__
+    state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+    with atomic_directory(directory) as tmp:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        model.config.save(tmp, architecture=architecture)
+
+
+@contextmanager
+def atomic_directory(directory: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary directory; on success it replaces `directory` in one rename.
+
+    Files already in `directory` that the writer did not produce (e.g. tokenizer files, or a
+    user's notes) are carried over, so saving a model into its own directory keeps them.
+    """
+    target = Path(directory)
+    parent = target.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise MinitfError(f"cannot write to {parent} ({exc.strerror}); choose a writable "
+                          "output directory") from None
+    try:
+        yield tmp
+        if target.is_dir():
+            for old in target.iterdir():
+                if not (tmp / old.name).exists() and old.is_file():
+                    shutil.copy2(old, tmp / old.name)
+            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
+            os.replace(target, trash / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

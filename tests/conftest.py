@@ -1,0 +1,20 @@
+# --- Triton mode and the `gpu` marker (kept at the top: must run before `kernels` is imported) ---
+import os
+
+import pytest
+import torch
+
+# Without a GPU the Triton kernels run in Triton's CPU interpreter. The interpreter is chosen when
+# each @triton.jit decorator runs, i.e. when `kernels` is first imported — so set it here, first.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked `gpu` on machines without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)

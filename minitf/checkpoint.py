@@ -1,0 +1,80 @@
+"""Checkpoints that survive crashes: model directories and the training state, written atomically.
+
+A checkpoint is a Hugging Face model directory — config.json (with id2label/label2id),
+model.safetensors and the tokenizer files — that minitf and transformers load as it is. The
+`last` checkpoint also holds `training_state.pt`: optimizer and scheduler state, the RNG
+state, the data position (epoch, step) and the history so far, which is what `--resume` needs
+to continue as if never stopped.
+
+Every checkpoint is written into a temporary sibling directory and renamed into place
+(minitf.weights.atomic_directory), so an interrupted write leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from minitf.errors import MinitfError
+from minitf.model import BertForSequenceClassification
+from minitf.weights import WEIGHTS_FILE, atomic_directory
+
+STATE_FILE = "training_state.pt"
+
+
+def check_writable(directory: str | Path) -> Path:
+    """Create `directory` if needed and prove a file can be written there — before training."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise MinitfError(f"cannot write to the output directory {directory} "
+                          f"({exc.strerror}); choose a writable --output") from None
+    return directory
+
+
+def save_checkpoint(directory: str | Path, model: BertForSequenceClassification,
+                    tokenizer: Any, state: dict[str, Any] | None = None) -> None:
+    """Write model + config + tokenizer files (+ training state) as one atomic directory."""
+    weights = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+    with atomic_directory(directory) as tmp:
+        save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        model.config.save(tmp, architecture=type(model).__name__)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if state is not None:
+            torch.save(state, tmp / STATE_FILE)
+
+
+def load_state(directory: str | Path) -> dict[str, Any]:
+    """The training state saved with a `last` checkpoint (tensors and plain Python only)."""
+    file = Path(directory) / STATE_FILE
+    if not file.is_file():
+        raise MinitfError(f"{directory}: no {STATE_FILE} to resume from; this directory was "
+                          "not written by an interrupted `minitf finetune` run")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise MinitfError(f"{file}: cannot read the training state ({exc}); start again "
+                          "without --resume") from None
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,11 +46,16 @@ def evaluate_encoded(model: BertForSequenceClassification, data: D.Encoded, labe
     return metrics
 
 
+def load_tokenizer(directory: str | Path) -> Any:
+    """minitf's WordPiece tokenizer from a model directory (vocab.txt + tokenizer config)."""
+    from minitf.tokenizer import Tokenizer
+    return Tokenizer.from_pretrained(directory)
+
+
 def load_for_inference(model: str, attn_backend: str = "auto"
                        ) -> tuple[BertForSequenceClassification, Any, list[str]]:
     """A fine-tuned classifier directory → (model, tokenizer, label names in id order)."""
     from minitf.paths import resolve_model_dir
-    from minitf.tokenizer import Tokenizer
 
     directory = resolve_model_dir(model)
     classifier = BertForSequenceClassification.from_pretrained(directory,
@@ -58,7 +64,7 @@ def load_for_inference(model: str, attn_backend: str = "auto"
         raise MinitfError(f"{directory}: config.json has no id2label; is this a fine-tuned "
                           "classifier (minitf finetune's best/ or last/ directory)?")
     labels = [classifier.config.id2label[i] for i in range(classifier.config.num_labels)]
-    return classifier, Tokenizer.from_pretrained(directory), labels
+    return classifier, load_tokenizer(directory), labels
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

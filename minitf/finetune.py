@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from minitf import data as D
+from minitf import evaluate
 from minitf.checkpoint import check_writable, load_state, rng_state, save_checkpoint, set_rng_state
 from minitf.errors import MinitfError
 from minitf.evaluate import evaluate_encoded
@@ -184,8 +185,7 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
     splits = load_splits(cfg, say)
     model_dir = resolve_model_dir(cfg.model)
     if tokenizer is None:
-        from minitf.tokenizer import Tokenizer
-        tokenizer = Tokenizer.from_pretrained(model_dir)
+        tokenizer = evaluate.load_tokenizer(model_dir)
     if state is not None and state["fingerprint"] != data_fingerprint(splits.train,
                                                                        splits.ids["train"]):
         raise MinitfError(f"{cfg.train} changed since the checkpoint was written; --resume "

@@ -36,6 +36,23 @@ def embed(model: BertModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.normalize(mean, dim=-1)
 
 
+def encode_texts(model: BertModel, tokenizer, texts: list[str], batch_size: int = 32,
+                 max_length: int = 512) -> torch.Tensor:
+    """Sentence embeddings (len(texts), C) for any number of texts, in their original order.
+
+    Texts are sorted by token count before batching, so each batch pads to a similar length
+    and little compute is spent on padding; the result is put back in input order.
+    """
+    lengths = [len(tokenizer.tokenize(t)) for t in texts]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    out = torch.empty(len(texts), model.config.hidden_size)
+    for start in range(0, len(texts), batch_size):
+        index = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in index], max_length=max_length)
+        out[index] = embed(model, batch)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from minitf.tokenizer import Tokenizer
 

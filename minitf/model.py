@@ -305,7 +305,8 @@ def check_inputs(config: BertConfig, input_ids: torch.Tensor,
         raise MinitfError(
             f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings "
             f"({config.max_position_embeddings}); truncate the input (Tokenizer max_length)")
-    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= config.vocab_size):
+    vocab = config.vocab_size
+    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
         bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0]
         raise MinitfError(f"token id {int(bad)} is outside the vocabulary (size "
                           f"{config.vocab_size}); was the text tokenized with this model's vocab?")

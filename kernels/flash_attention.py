@@ -53,16 +53,19 @@ Limits, enforced with MinitfError by `fused_attention`:
       (TRITON_INTERPRET=1 set before `kernels` is imported). Anything else → MinitfError.
 
 Precision: scores, softmax statistics and acc are fp32 (fp64 for fp64 inputs). On the GPU the
-matrix products take fp16/bf16 operands on tensor cores with fp32 accumulation; fp32 inputs use
-input_precision="ieee" (no TF32), so fp32 results match the reference to ~1e-6. Under the
-interpreter every dot runs in fp32 because its bf16 dot is wrong (triton issue #11584).
-Tolerances used by tests/test_kernels.py: fp32 ≤ 1e-5 (output) / 2e-5 (gradients) absolute;
-fp16/bf16: at most 2× the error of PyTorch's own fp16/bf16 computation, plus a small slack.
+matrix products take fp16/bf16 operands on tensor cores (wgmma on Hopper) with fp32
+accumulation; P and dS are rounded to the input dtype before their products, as in FA-2.
+fp32 inputs use input_precision="ieee" (no TF32; plain FMAs, slow but exact enough to compare
+with the reference). Under the interpreter every dot runs in fp32 because its bf16 dot is
+wrong (triton issue #11584). Tolerances used by tests/test_kernels.py: fp32 ≤ 1e-5 (output) /
+2e-5 (gradients) absolute at test sizes; fp16/bf16: at most 2× the error of PyTorch's own
+fp16/bf16 computation against an fp32 reference, plus a slack of 1/16 ulp at 1.0.
 
-Block sizes (kernels/config.py): on the GPU BLOCK_M=128 query rows, BLOCK_N=64 keys for
-D ≤ 64 and 32 for D = 128 (the FA-2 tutorial's fixed configs; not autotuned, so no config can be
-wrong under autotune); under the interpreter BLOCK_M=64, BLOCK_N=32 to keep CPU tests fast while
-still crossing block edges.
+Block sizes (kernels/config.py; fixed per head dim, no autotuning): on the GPU the forward
+takes BLOCK_M=128 query rows per program and BLOCK_N=64 keys per step (32 for D = 128), 8 warps,
+3 pipeline stages; fp32 uses 64 × 32. Under the interpreter 64 × 32, which keeps CPU tests fast
+while small test shapes still cross block edges. The causal triangle is applied in every visited
+key block (simple); blocks wholly above the diagonal are never visited.
 """
 
 from __future__ import annotations

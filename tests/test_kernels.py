@@ -19,8 +19,6 @@ Measured in the interpreter (fp32 dots), kernel/PyTorch error ratios are 0.4–1
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -268,23 +266,27 @@ def test_bad_inputs(what):
 # ----------------------------------------------------------------------------------------------
 # GPU: real sizes, compiled kernel (skipped without CUDA)
 # ----------------------------------------------------------------------------------------------
+# On a GPU machine run with TRITON_INTERPRET=1, these would interpret N = 8k: skip them there.
+compiled_gpu_only = pytest.mark.skipif(DEVICE != "cuda", reason="needs the compiled kernel")
+
 GPU_CASES = {
     # (batch, heads, n, head_dim, padded, causal)
-    "n8192-d64-padded": (1, 2, 8192, 64, True, False),
-    "n4097-d128-causal-padded": (1, 2, 4097, 128, True, True),
+    "n8192-d64-padded": (2, 2, 8192, 64, True, False),
+    "n4097-d128-causal-padded": (2, 2, 4097, 128, True, True),
     "n1000-d64": (4, 4, 1000, 64, False, False),
     "n2048-d128": (2, 4, 2048, 128, False, False),
 }
 
 
 @pytest.mark.gpu
+@compiled_gpu_only
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
 @pytest.mark.parametrize("case", list(GPU_CASES), ids=str)
 def test_gpu_matches_reference(case, dtype):
     batch, heads, n, head_dim, padded, causal = GPU_CASES[case]
     q, k, v = make_qkv(batch, heads, n, n, head_dim, dtype, device="cuda")
     mask = None
-    if padded:  # one full row, the others padded to random lengths (one fully padded)
+    if padded:  # sequence 0 full, the others padded to random lengths
         gen = torch.Generator().manual_seed(0)
         lengths = [n] + torch.randint(1, n, (batch - 1,), generator=gen).tolist()
         mask = prefix_mask(lengths, n, device="cuda")
@@ -293,6 +295,7 @@ def test_gpu_matches_reference(case, dtype):
 
 
 @pytest.mark.gpu
+@compiled_gpu_only
 def test_gpu_fully_padded_rows_and_long_padding():
     """Keys past kv_len are skipped: a batch with lengths [8192, 1, 0] must still be exact."""
     q, k, v = make_qkv(3, 2, 8192, 64, 64, torch.bfloat16, device="cuda")
@@ -302,9 +305,9 @@ def test_gpu_fully_padded_rows_and_long_padding():
 
 
 @pytest.mark.gpu
+@compiled_gpu_only
 def test_gpu_no_nan_for_random_bf16_at_scale():
     q, k, v = make_qkv(8, 12, 512, 64, 64, torch.bfloat16, device="cuda", scale=3.0)
     out = kernels.fused_attention(q, k, v)
     assert torch.isfinite(out).all()
     assert max_err(out, reference_attention(q.float(), k.float(), v.float())) < 0.1
-    assert math.isfinite(max_err(out, out))

@@ -1,0 +1,294 @@
+"""Fine-tuning speed and accuracy: minitf vs transformers on the same CPU, model and batches.
+
+    python benchmarks/finetune.py            # ~10 minutes on a 2-core CPU
+    python benchmarks/finetune.py --quick    # one repeat, fewer steps (a smoke run)
+
+Every measurement runs in its own child process (so peak memory is per measurement), and
+minitf and transformers alternate, repeat after repeat; the table reports medians.
+
+Speed (training samples/s, MiniLM, batch 32, max_length 128, AdamW fused, fp32):
+- full fine-tuning on SST-2 (single sentences) and MRPC (sentence pairs)
+- embeddings + layers 0-3 frozen (`layers:4`): transformers with requires_grad=False;
+  minitf without the cache, and with it — epoch 1 (computing the cache for the epoch's data,
+  then training) and epoch >= 2 (training from the cache)
+- "same batches": both get identical length-bucketed batches (minitf's batch plan);
+  "own batching": transformers with random batches padded to their longest example (what
+  DataCollatorWithPadding gives), minitf with its length-bucketed plan
+
+Accuracy: both fine-tune MiniLM with the same recipe (AdamW, linear warmup/decay, clipping,
+same batches and steps) on an SST-2 subset and are evaluated on a held-out SST-2 slice.
+Data: ../shared/data/{sst2,mrpc}/train.tsv (GLUE training files, read in place).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import RESULTS, facts_block, machine_header, markdown_table  # noqa: E402
+
+from minitf import data as D  # noqa: E402
+from minitf.freeze import PrefixCache, classifier_logits, freeze, train_mode  # noqa: E402
+from minitf.optim import build_optimizer, linear_schedule  # noqa: E402
+from minitf.paths import packaged_model_dir, resolve_model_dir  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+HELD_OUT = 2000  # the last rows of SST-2's train.tsv: evaluation only, never trained on
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and models
+# ---------------------------------------------------------------------------------------------
+
+
+def load(dataset: str, n: int, max_length: int = 128, offset: int = 0) -> D.Encoded:
+    from minitf.tokenizer import Tokenizer
+    file = SHARED / dataset / "train.tsv"
+    if not file.is_file():
+        raise SystemExit(f"{file} is missing; the benchmark reads GLUE's training files there")
+    examples = D.read_examples(file)
+    examples, ids = D.label_ids(examples, ["0", "1"])
+    if dataset == "sst2":  # the last HELD_OUT rows are the evaluation slice
+        pick = range(len(examples) - HELD_OUT, len(examples)) if offset < 0 else \
+            range(offset, min(offset + n, len(examples) - HELD_OUT))
+    else:
+        pick = range(offset, min(offset + n, len(examples)))
+    examples = examples.subset(list(pick))
+    ids = [ids[i] for i in pick]
+    return D.encode(examples, Tokenizer.from_pretrained(model_dir()), ids, max_length)
+
+
+def model_dir() -> Path:
+    return packaged_model_dir() or resolve_model_dir("minilm")
+
+
+def make_model(framework: str, seed: int = 0):
+    torch.manual_seed(seed)
+    if framework == "minitf":
+        from minitf.model import BertForSequenceClassification
+        return BertForSequenceClassification.from_pretrained(
+            model_dir(), num_labels=2, allow_missing_head=True)
+    import transformers
+    transformers.logging.set_verbosity_error()
+    return transformers.BertForSequenceClassification.from_pretrained(
+        model_dir(), num_labels=2, attn_implementation="sdpa")
+
+
+def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# One measurement (runs in a child process)
+# ---------------------------------------------------------------------------------------------
+
+
+def measure(framework: str, mode: str, dataset: str, batching: str, steps: int) -> dict:
+    """Training samples/s over `steps` batches of 32 after 2 warm-up steps, and peak RSS."""
+    data = load(dataset, (steps + 2) * 32)
+    batches = (D.batch_plan(data.lengths, 32, 0, seed=0) if batching == "same"
+               else random_batches(len(data), 32, seed=0))[:steps + 2]
+    model = make_model(framework)
+    out: dict = {}
+    if framework == "minitf":
+        plan = freeze(model, "layers:4" if mode.startswith("layers4") else "none")
+        optimizer = build_optimizer(model, 5e-5)
+        cache = None
+        if mode == "layers4-cache":  # epoch 1 = build the cache for the epoch's data, then train
+            started = time.perf_counter()
+            cache = PrefixCache(model, data, plan.frozen_layers, batch_size=64)
+            out["cache_seconds_per_sample"] = (time.perf_counter() - started) / len(data)
+        train_mode(model, plan)
+
+        def step(b):
+            batch = data.collate(b)
+            logits = classifier_logits(model, batch, plan, cache, b)
+            return F.cross_entropy(logits, batch["labels"])
+    else:
+        if mode == "layers4":
+            for module in (model.bert.embeddings, *model.bert.encoder.layer[:4]):
+                module.requires_grad_(False)
+        optimizer = build_optimizer(model, 5e-5)
+        model.train()
+
+        def step(b):
+            return model(**data.collate(b)).loss
+    params = [p for p in model.parameters() if p.requires_grad]
+    timings = []
+    for b in batches:
+        started = time.perf_counter()
+        loss = step(b)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        timings.append(time.perf_counter() - started)
+    samples = sum(len(b) for b in batches[2:])
+    out["samples_per_s"] = samples / sum(timings[2:])
+    if "cache_seconds_per_sample" in out:  # epoch 1 also pays for the cache
+        per_sample = 1 / out["samples_per_s"] + out["cache_seconds_per_sample"]
+        out["epoch1_samples_per_s"] = 1 / per_sample
+    out["tokens_per_batch"] = statistics.mean(
+        len(b) * int(data.lengths[b].max()) for b in batches[2:])
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def accuracy_run(framework: str, train_n: int, epochs: int, lr: float) -> dict:
+    """The recipe on train_n SST-2 rows, then accuracy on the held-out slice."""
+    train = load("sst2", train_n)
+    test = load("sst2", HELD_OUT, offset=-1)
+    model = make_model(framework, seed=0)
+    optimizer = build_optimizer(model, lr)
+    total = epochs * -(-len(train) // 32)
+    scheduler = linear_schedule(optimizer, round(0.1 * total), total)
+    params = [p for p in model.parameters() if p.requires_grad]
+    plan = freeze(model, "none") if framework == "minitf" else None
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        for b in D.batch_plan(train.lengths, 32, epoch, seed=0):
+            batch = train.collate(b)
+            if framework == "minitf":
+                loss = F.cross_entropy(classifier_logits(model, batch, plan), batch["labels"])
+            else:
+                loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - started
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for b in D.batch_plan(test.lengths, 128, shuffle=False):
+            batch = test.collate(b)
+            labels = batch.pop("labels")
+            correct += int((model(**batch).logits.argmax(-1) == labels).sum())
+    return {"accuracy": correct / len(test), "n": len(test), "train_seconds": seconds}
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------
+
+
+def child(args: list[str]) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)],
+                            capture_output=True, text=True, cwd=ROOT)
+    if result.returncode:
+        raise SystemExit(f"child {args} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8, help="measured batches of 32")
+    parser.add_argument("--accuracy-samples", type=int, default=2000)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        task = json.loads(args.child)
+        fn = accuracy_run if task[0] == "accuracy" else measure
+        print(json.dumps(fn(*task[1:])))
+        return
+    repeats, steps = (1, 4) if args.quick else (args.repeats, args.steps)
+    acc_n = 256 if args.quick else args.accuracy_samples
+    rows = [  # (label, dataset, batching, [(framework, mode), ...])
+        ("full fine-tuning, SST-2, same batches", "sst2", "same",
+         [("transformers", "full"), ("minitf", "full")]),
+        ("full fine-tuning, MRPC pairs, same batches", "mrpc", "same",
+         [("transformers", "full"), ("minitf", "full")]),
+        ("layers:4 frozen, SST-2, same batches", "sst2", "same",
+         [("transformers", "layers4"), ("minitf", "layers4-nocache"),
+          ("minitf", "layers4-cache")]),
+        ("full fine-tuning, SST-2, own batching", "sst2", "own",
+         [("transformers", "full"), ("minitf", "full")]),
+        ("layers:4 frozen, SST-2, own batching", "sst2", "own",
+         [("transformers", "layers4"), ("minitf", "layers4-cache")]),
+    ]
+    results: dict = {}
+    started = time.perf_counter()
+    for repeat in range(repeats):
+        for label, dataset, batching, runs in rows:
+            for framework, mode in runs:
+                batching_ = "same" if framework == "minitf" else batching
+                got = child(["measure", framework, mode, dataset, batching_, steps])
+                results.setdefault((label, framework, mode), []).append(got)
+                print(f"[{time.perf_counter() - started:5.0f} s] repeat {repeat + 1}: {label}: "
+                      f"{framework} {mode}: {got['samples_per_s']:.1f} samples/s", flush=True)
+    accuracy = {fw: child(["accuracy", fw, acc_n, 2, 5e-5]) for fw in ("transformers", "minitf")}
+    print(f"[{time.perf_counter() - started:5.0f} s] accuracy: {accuracy}", flush=True)
+    write_report(results, accuracy, repeats, steps, acc_n, time.perf_counter() - started)
+
+
+def median(values: list[dict], key: str) -> float:
+    return statistics.median(v[key] for v in values if key in v)
+
+
+def write_report(results: dict, accuracy: dict, repeats: int, steps: int, acc_n: int,
+                 seconds: float) -> None:
+    facts = machine_header()
+    table = []
+    baseline: dict = {}
+    for (label, framework, mode), values in results.items():
+        rate = median(values, "samples_per_s")
+        if framework == "transformers":
+            baseline[label] = rate
+        name = {"full": "", "layers4": "", "layers4-nocache": " (no cache)",
+                "layers4-cache": " (cache, epoch ≥ 2)"}[mode]
+        spread = f"{min(v['samples_per_s'] for v in values):.1f}–" \
+                 f"{max(v['samples_per_s'] for v in values):.1f}"
+        ratio = f"{rate / baseline[label]:.2f}×" if label in baseline else ""
+        table.append([label, framework + name, f"{rate:.1f}", spread, ratio,
+                      f"{median(values, 'tokens_per_batch'):.0f}",
+                      f"{median(values, 'peak_rss_mb'):.0f}"])
+        if mode == "layers4-cache":
+            e1 = median(values, "epoch1_samples_per_s")
+            table.append([label, "minitf (cache, epoch 1: build + train)", f"{e1:.1f}", "",
+                          f"{e1 / baseline[label]:.2f}×", "", ""])
+    header = ["setting", "run", "samples/s (median)", "range", "vs transformers",
+              "tokens/batch", "peak RSS MiB"]
+    acc_rows = [[fw, f"{r['accuracy']:.4f}", r["n"], f"{r['train_seconds']:.0f}"]
+                for fw, r in accuracy.items()]
+    text = "\n\n".join([
+        "# Fine-tuning: minitf vs transformers (CPU)",
+        facts_block(facts),
+        f"MiniLM (all-MiniLM-L6-v2), batch 32, max_length 128, AdamW (fused), fp32. "
+        f"{repeats} repeats × {steps} measured batches after 2 warm-up batches, each "
+        f"measurement in its own process, frameworks interleaved. Total run: {seconds:.0f} s.",
+        markdown_table(header, table),
+        f"Accuracy after the same budget: full fine-tuning, {acc_n} SST-2 training rows, "
+        f"2 epochs, lr 5e-5, warmup 10% + linear decay, clipping 1.0, identical batches; "
+        f"evaluated on the last {HELD_OUT} rows of SST-2 train.tsv (never trained on).",
+        markdown_table(["framework", "accuracy", "n", "train seconds"], acc_rows),
+    ])
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d")
+    (RESULTS / f"finetune-{stamp}.md").write_text(text + "\n")
+    (RESULTS / f"finetune-{stamp}.json").write_text(json.dumps({
+        "facts": facts, "accuracy": accuracy,
+        "speed": [{"setting": k[0], "framework": k[1], "mode": k[2], "runs": v}
+                  for k, v in results.items()]}, indent=1) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

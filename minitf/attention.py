@@ -10,8 +10,9 @@ Every backend takes `(batch, heads, seq, head_dim)` tensors and a key-padding ma
 - "sdpa":      torch.nn.functional.scaled_dot_product_attention (PyTorch picks its own kernel).
 - "triton":    minitf's fused FlashAttention-style kernel (kernels/), for CUDA tensors or under
   Triton's CPU interpreter (TRITON_INTERPRET=1).
-- "auto":      the fused kernel on CUDA when Triton is usable, else SDPA (measured faster than
-  the reference on CPU by benchmarks/encoder.py; all three agree to fp32 rounding).
+- "auto":      the fused kernel for fp16/bf16 CUDA tensors when Triton is usable, else SDPA
+  (faster than the reference on CPU in benchmarks/encoder.py and benchmarks/attention.py;
+  all three agree to fp32 rounding).
 
 A query row whose keys are all masked out has no defined softmax (0/0); every backend returns
 zeros for such a row instead of NaN.
@@ -135,8 +136,13 @@ def auto_attention(
     sm_scale: float | None = None,
     dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Fused kernel on CUDA when Triton supports the input and no dropout is asked; else SDPA."""
-    if q.is_cuda and dropout_p == 0 and _triton_supports(q):
+    """Fused kernel for fp16/bf16 CUDA tensors it supports, without dropout; SDPA otherwise.
+
+    fp32 stays on SDPA: the kernel's fp32 path uses exact (non-TF32) products without tensor
+    cores, a correctness path rather than a fast one.
+    """
+    if (q.is_cuda and dropout_p == 0 and q.dtype in (torch.float16, torch.bfloat16)
+            and _triton_supports(q)):
         return triton_attention(q, k, v, key_padding_mask, causal, sm_scale)
     return sdpa_attention(q, k, v, key_padding_mask, causal, sm_scale, dropout_p)
 

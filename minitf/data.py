@@ -354,6 +354,13 @@ class Encoded:
     def lengths(self) -> torch.Tensor:
         return torch.tensor([len(t) for t in self.input_ids], dtype=torch.int64)
 
+    def subset(self, indices: Sequence[int]) -> Encoded:
+        """The chosen examples, in the given order."""
+        indices = list(indices)
+        return Encoded([self.input_ids[i] for i in indices],
+                       [self.token_type_ids[i] for i in indices], self.labels[indices],
+                       self.pad_token_id)
+
     def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """Pad the chosen examples to the longest of them: input_ids, attention_mask,
         token_type_ids (B, N) and labels (B,)."""

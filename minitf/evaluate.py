@@ -41,8 +41,14 @@ def evaluate_encoded(model: BertForSequenceClassification, data: D.Encoded, labe
                      ) -> dict[str, Any]:
     """classification_metrics plus the mean cross-entropy `loss`."""
     logits = predict_logits(model, data, plan, cache, batch_size, device)
-    metrics = classification_metrics(data.labels, logits.argmax(-1), labels)
-    metrics["loss"] = F.cross_entropy(logits, data.labels).item()
+    return logits_metrics(logits, data.labels, labels)
+
+
+def logits_metrics(logits: torch.Tensor, targets: torch.Tensor, labels: list[str]
+                   ) -> dict[str, Any]:
+    """classification_metrics of the logits' argmax, plus the mean cross-entropy `loss`."""
+    metrics = classification_metrics(targets, logits.argmax(-1), labels)
+    metrics["loss"] = F.cross_entropy(logits, targets).item()
     return metrics
 
 

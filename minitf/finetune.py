@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from minitf import data as D
-from minitf import evaluate
-from minitf.checkpoint import check_writable, load_state, rng_state, save_checkpoint, set_rng_state
+from minitf import distributed, evaluate
+from minitf.checkpoint import check_writable, load_state, save_checkpoint
 from minitf.errors import MinitfError
 from minitf.evaluate import evaluate_encoded
 from minitf.freeze import POLICIES, FreezePlan, PrefixCache, classifier_logits, freeze, train_mode
@@ -88,6 +87,7 @@ class FinetuneConfig:
     eval_batch_size: int = 128
     progress: str = "auto"              # auto: a bar on a terminal, log lines otherwise; "off"
     stop_after_steps: int | None = None  # stop (and save) like Ctrl-C after this many steps
+    dist_timeout: float = 300.0         # under torchrun: seconds a collective waits for peers
 
 
 @dataclass
@@ -161,11 +161,17 @@ def data_fingerprint(examples: D.Examples, ids: list[int]) -> str:
 
 
 def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
-    """Run the recipe. `tokenizer` defaults to minitf's Tokenizer from the model directory."""
-    progress = Progress(cfg.progress)
+    """Run the recipe. `tokenizer` defaults to minitf's Tokenizer from the model directory.
+    Under torchrun every process runs it, data-parallel (minitf/distributed.py)."""
+    with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
+        return _finetune(cfg, tokenizer, ctx)
+
+
+def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> FinetuneResult:
+    progress = Progress(cfg.progress if ctx.main else "off")  # rank 0 alone prints and writes
     say = progress.say
     out = check_writable(cfg.output)
-    outputs = Outputs(out)
+    outputs = Outputs(out, enabled=ctx.main)
     state = None
     if cfg.resume:
         state = load_state(out / "last")
@@ -179,7 +185,8 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
         raise MinitfError(f"{out} already holds a fine-tuning run; pass --resume to continue "
                           "it, --overwrite to start again there, or choose another --output")
     check_config(cfg)
-    device = pick_device(cfg.device)
+    ctx.check_batch_size(cfg.batch_size)
+    device = ctx.local_device(pick_device(cfg.device))
     torch.manual_seed(cfg.seed)
 
     # 1. Data, tokenized once.
@@ -233,7 +240,10 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
         for name in ("train", "validation"):
             if name in encoded:
                 started = time.perf_counter()
-                caches[name] = PrefixCache(model, encoded[name], plan.frozen_layers,
+                # Under torchrun: all training rows (a rank's rows change every epoch) and the
+                # validation rows this rank evaluates.
+                rows = encoded[name] if name == "train" else ctx.local_rows(encoded[name])
+                caches[name] = PrefixCache(model, rows, plan.frozen_layers,
                                            cfg.eval_batch_size, device)
                 cache_seconds += (time.perf_counter() - started) * (name == "train")
         say(f"cached the frozen prefix (embeddings + {plan.frozen_layers} layers): "
@@ -247,14 +257,15 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
 
     def training_state(position: tuple[int, int], loss_sum: float, seen: int) -> dict[str, Any]:
         return {"config": asdict(cfg), "position": position, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(), "history": history,
+                "scheduler": scheduler.state_dict(), "rng": ctx.rng_states(), "history": history,
                 "best": best, "bad_epochs": bad_epochs, "metrics_lines": outputs.lines,
                 "fingerprint": fingerprint, "epoch_loss": (loss_sum, seen)}
 
-    # 5. The loop.
+    # 5. The loop. Under torchrun `forward` is DistributedDataParallel: gradients all-reduced.
+    forward = ctx.data_parallel(model, classifier_logits, plan, device)
     loss_sum, seen = state["epoch_loss"] if state is not None else (0.0, 0)
     if state is not None:
-        set_rng_state(state["rng"])
+        ctx.set_rng_states(state["rng"])
     global_step = epoch * steps_per_epoch + step
     started = time.perf_counter()
     with StopRequest() as stop:
@@ -265,10 +276,11 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
             epoch_started, epoch_samples = time.perf_counter(), 0
             while step < len(batches):
                 indices = batches[step]
-                batch = {k: v.to(device) for k, v in encoded["train"].collate(indices).items()}
+                shard = ctx.shard(indices)  # this process's rows (on one process: all of them)
+                batch = {k: v.to(device) for k, v in encoded["train"].collate(shard.rows).items()}
                 with torch.autocast(device.type, dtype=amp["dtype"], enabled=amp["enabled"]):
-                    logits = classifier_logits(model, batch, plan, caches.get("train"), indices)
-                loss = F.cross_entropy(logits.float(), batch["labels"])
+                    logits = forward(batch, caches.get("train"), shard.rows)
+                loss = shard.loss(logits.float(), batch["labels"])  # the global batch's mean
                 (scaler.scale(loss) if scaler else loss).backward()
                 if scaler:
                     scaler.unscale_(optimizer)
@@ -282,7 +294,7 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
                 optimizer.zero_grad(set_to_none=True)
                 step, global_step = step + 1, global_step + 1
                 epoch_samples += len(indices)
-                value = loss.item()  # one sync per step: the loss shown, and the NaN check
+                value = ctx.mean_loss(loss)  # one sync per step: the loss shown, the NaN check
                 if not math.isfinite(value):
                     raise MinitfError(
                         f"the loss became {value} at epoch {epoch + 1}, step {step}; training "
@@ -291,7 +303,7 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
                 loss_sum, seen = loss_sum + value * len(indices), seen + len(indices)
                 rate = epoch_samples / (time.perf_counter() - epoch_started)
                 bar.update(loss=value, lr=scheduler.get_last_lr()[0], rate=rate)
-                stopping = stop.requested or global_step == cfg.stop_after_steps
+                stopping = ctx.any(stop.requested) or global_step == cfg.stop_after_steps
                 if stopping or (cfg.save_every and global_step % cfg.save_every == 0):
                     if step < len(batches):
                         outputs.save_last(model, tokenizer,
@@ -312,7 +324,7 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
                       "seconds": epoch_seconds, "samples_per_s": epoch_samples / epoch_seconds}
             improved = True
             if "validation" in encoded:
-                metrics = evaluate_encoded(model, encoded["validation"], splits.labels, plan,
+                metrics = ctx.evaluate(model, encoded["validation"], splits.labels, plan,
                                            caches.get("validation"), cfg.eval_batch_size, device)
                 record["validation"] = metrics
                 score = metrics[cfg.select_metric]
@@ -337,7 +349,7 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
                 outputs.save_best(model, tokenizer)
             epoch, step, loss_sum, seen = epoch + 1, 0, 0.0, 0
             outputs.save_last(model, tokenizer, training_state((epoch, 0), 0.0, 0))
-            if stop.requested or global_step == cfg.stop_after_steps:
+            if ctx.any(stop.requested) or global_step == cfg.stop_after_steps:
                 say(f"stopped after epoch {epoch}; saved {out / 'last'}; continue with --resume")
                 result.interrupted = True
                 result.train_seconds = time.perf_counter() - started
@@ -348,7 +360,7 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
     result.train_seconds = time.perf_counter() - started
 
     # 7. Test the best checkpoint once.
-    if "test" in encoded:
+    if "test" in encoded and ctx.main:  # rank 0 alone: it wrote best/
         best_model = load_classifier(out / "best", splits.labels, cfg.attn_backend).to(device)
         result.test = evaluate_encoded(best_model, encoded["test"], splits.labels,
                                        FreezePlan("none", None), None, cfg.eval_batch_size,
@@ -526,6 +538,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--attn-backend", default=d.attn_backend,
                            choices=("auto", "reference", "sdpa", "triton"))
     run_group.add_argument("--progress", default=d.progress, choices=("auto", "bar", "log", "off"))
+    run_group.add_argument("--dist-timeout", type=float, default=d.dist_timeout,
+                           help="under torchrun: seconds to wait for the other processes in a "
+                           "collective before stopping with an error (default: %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:

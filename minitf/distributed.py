@@ -126,8 +126,8 @@ class Context:
     def check_batch_size(self, batch_size: int) -> None:
         if batch_size % self.world:
             raise MinitfError(f"--batch-size {batch_size} is the global batch; it must divide by "
-                              f"the number of processes ({self.world}) so that each takes "
-                              f"{batch_size // self.world or 1}-ish rows: use e.g. "
+                              f"the number of processes ({self.world}), each of which takes "
+                              f"--batch-size / {self.world} rows per step; use e.g. "
                               f"{(batch_size // self.world + 1) * self.world}")
 
     def shard(self, batch: Sequence[int]) -> Shard:

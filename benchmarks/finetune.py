@@ -1,7 +1,10 @@
 """Fine-tuning speed and accuracy: minitf vs transformers on the same CPU, model and batches.
 
-    python benchmarks/finetune.py            # ~10 minutes on a 2-core CPU
-    python benchmarks/finetune.py --quick    # one repeat, fewer steps (a smoke run)
+    python benchmarks/finetune.py              # ~9 minutes on a 2-core CPU
+    python benchmarks/finetune.py --threads 1  # one torch thread per run: steadier on a busy box
+    python benchmarks/finetune.py --quick      # one repeat (a smoke run, ~3 minutes)
+
+Results: benchmarks/results/finetune-<date>-cpu[-threadsN].{md,json}.
 
 Every measurement runs in its own child process (so peak memory is per measurement), and
 minitf and transformers alternate, repeat after repeat; the table reports medians.
@@ -55,19 +58,24 @@ HELD_OUT = 2000  # the last rows of SST-2's train.tsv: evaluation only, never tr
 # ---------------------------------------------------------------------------------------------
 
 
-def load(dataset: str, n: int, max_length: int = 128, offset: int = 0) -> D.Encoded:
+def load(dataset: str, n: int, max_length: int = 128, offset: int = 0,
+         sample: bool = False) -> D.Encoded:
+    """n rows from `offset` (sample=True: a seeded random sample of the training rows)."""
     from minitf.tokenizer import Tokenizer
     file = SHARED / dataset / "train.tsv"
     if not file.is_file():
         raise SystemExit(f"{file} is missing; the benchmark reads GLUE's training files there")
     examples = D.read_examples(file)
     examples, ids = D.label_ids(examples, ["0", "1"])
-    if dataset == "sst2":  # the last HELD_OUT rows are the evaluation slice
-        pick = range(len(examples) - HELD_OUT, len(examples)) if offset < 0 else \
-            range(offset, min(offset + n, len(examples) - HELD_OUT))
+    usable = len(examples) - (HELD_OUT if dataset == "sst2" else 0)
+    if offset < 0:  # SST-2's last HELD_OUT rows: the evaluation slice
+        pick = list(range(usable, len(examples)))
+    elif sample:
+        generator = torch.Generator().manual_seed(1234)
+        pick = sorted(torch.randperm(usable, generator=generator)[:n].tolist())
     else:
-        pick = range(offset, min(offset + n, len(examples)))
-    examples = examples.subset(list(pick))
+        pick = list(range(offset, min(offset + n, usable)))
+    examples = examples.subset(pick)
     ids = [ids[i] for i in pick]
     return D.encode(examples, Tokenizer.from_pretrained(model_dir()), ids, max_length)
 
@@ -99,11 +107,12 @@ def random_batches(n: int, batch_size: int, seed: int) -> list[list[int]]:
 
 
 def measure(framework: str, mode: str, dataset: str, batching: str, steps: int,
-            precision: str = "fp32") -> dict:
-    """Training samples/s over `steps` batches of 32 after 2 warm-up steps, and peak RSS."""
-    data = load(dataset, (steps + 2) * 32)
-    batches = (D.batch_plan(data.lengths, 32, 0, seed=0) if batching == "same"
-               else random_batches(len(data), 32, seed=0))[:steps + 2]
+            precision: str = "fp32", min_seconds: float = 3.0) -> dict:
+    """Training samples/s and peak RSS: 2 warm-up batches, then whole passes over `steps`
+    batches of 32 (a seeded sample of the file) until at least `min_seconds` have passed."""
+    data = load(dataset, steps * 32, sample=True)
+    order = (D.batch_plan(data.lengths, 32, 0, seed=0) if batching == "same"
+             else random_batches(len(data), 32, seed=0))
     model = make_model(framework)
     out: dict = {}
     if framework == "minitf":
@@ -130,9 +139,16 @@ def measure(framework: str, mode: str, dataset: str, batching: str, steps: int,
         def forward(b):
             return model(**data.collate(b)).loss
     params = [p for p in model.parameters() if p.requires_grad]
-    timings = []
-    for b in batches:
-        started = time.perf_counter()
+    def measured():  # warm-up first, then whole passes until the time is up
+        yield from order[:2]
+        spent = 0.0
+        while spent < min_seconds:
+            yield from order
+            spent = sum(timings[2:])
+    batches, timings, cpu = [], [], []
+    for b in measured():
+        batches.append(b)
+        started, cpu_started = time.perf_counter(), time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = forward(b)
         loss.backward()
@@ -140,8 +156,10 @@ def measure(framework: str, mode: str, dataset: str, batching: str, steps: int,
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         timings.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
     samples = sum(len(b) for b in batches[2:])
     out["samples_per_s"] = samples / sum(timings[2:])
+    out["samples_per_cpu_s"] = samples / sum(cpu[2:])  # per core-second, all threads together
     if "cache_seconds_per_sample" in out:  # epoch 1 also pays for the cache
         per_sample = 1 / out["samples_per_s"] + out["cache_seconds_per_sample"]
         out["epoch1_samples_per_s"] = 1 / per_sample
@@ -192,8 +210,11 @@ def accuracy_run(framework: str, train_n: int, epochs: int, lr: float) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+THREADS: list[str] = []  # --threads N, passed on to the children
+
+
 def child(args: list[str]) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)],
+    result = subprocess.run([sys.executable, __file__, *THREADS, "--child", json.dumps(args)],
                             capture_output=True, text=True, cwd=ROOT)
     if result.returncode:
         raise SystemExit(f"child {args} failed:\n{result.stderr[-3000:]}")
@@ -223,16 +244,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=6, help="measured batches of 32")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="batches of 32 per pass (the sample measured)")
     parser.add_argument("--accuracy-samples", type=int, default=1500)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per measurement (default: torch's choice)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         task = json.loads(args.child)
         fn = accuracy_run if task[0] == "accuracy" else measure
         print(json.dumps(fn(*task[1:])))
         return
-    repeats, steps = (1, 4) if args.quick else (args.repeats, args.steps)
+    if args.threads:
+        THREADS.extend(["--threads", str(args.threads)])
+    repeats, steps = (1, 6) if args.quick else (args.repeats, args.steps)
     acc_n = 256 if args.quick else args.accuracy_samples
     runs = list(dict.fromkeys((dataset, precision, *run) for _, dataset, precision, runs_ in ROWS
                               for run in runs_))
@@ -261,7 +289,7 @@ def write_report(results: dict, accuracy: dict, repeats: int, steps: int, acc_n:
     names = {"full": "", "layers4": "", "layers4-nocache": " (no cache)",
              "layers4-cache": " (cache, epoch ≥ 2)"}
     for label, dataset, precision, runs in ROWS:
-        base = None
+        base = cpu_base = None
         for framework, mode, batching in runs:
             values = results[(dataset, precision, framework, mode, batching)]
             rate = median(values, "samples_per_s")
@@ -269,27 +297,33 @@ def write_report(results: dict, accuracy: dict, repeats: int, steps: int, acc_n:
             spread = (f"{min(v['samples_per_s'] for v in values):.1f}–"
                       f"{max(v['samples_per_s'] for v in values):.1f}")
             batches = "random" if batching == "own" else "bucketed"
+            cpu_rate = median(values, "samples_per_cpu_s")
+            cpu_base = cpu_rate if framework == "transformers" else cpu_base
             table.append([label, f"{framework}{names[mode]}", batches, f"{rate:.1f}", spread,
-                          f"{rate / base:.2f}×", f"{median(values, 'tokens_per_batch'):.0f}",
+                          f"{rate / base:.2f}×", f"{cpu_rate:.1f}", f"{cpu_rate / cpu_base:.2f}×",
+                          f"{median(values, 'tokens_per_batch'):.0f}",
                           f"{median(values, 'peak_rss_mb'):.0f}"])
             if mode == "layers4-cache":
                 e1 = median(values, "epoch1_samples_per_s")
                 table.append([label, "minitf (cache, epoch 1: build + train)", batches,
-                              f"{e1:.1f}", "", f"{e1 / base:.2f}×", "", ""])
+                              f"{e1:.1f}", "", f"{e1 / base:.2f}×", "", "", "", ""])
     loads = [v["load_average"] for values in results.values() for v in values]
     header = ["setting", "run", "batches", "samples/s (median)", "range", "vs transformers",
-              "padded tokens/batch", "peak RSS MiB"]
+              "samples/CPU-s", "vs transformers (CPU time)", "padded tokens/batch",
+              "peak RSS MiB"]
     acc_rows = [[fw, f"{r['accuracy']:.4f}", r["n"], f"{r['train_seconds']:.0f}"]
                 for fw, r in accuracy.items()]
     text = "\n\n".join([
         "# Fine-tuning: minitf vs transformers (CPU)",
         facts_block(facts),
         f"MiniLM (all-MiniLM-L6-v2), batch 32, max_length 128, AdamW (fused), gradient "
-        f"clipping; fp32 unless marked bf16 (torch.autocast on CPU). {repeats} repeats × "
-        f"{steps} measured batches after 2 warm-up batches, each measurement in its own process, "
-        f"frameworks interleaved; medians. 1-minute load average during measurements: "
+        f"clipping; fp32 unless marked bf16 (torch.autocast on CPU). Each measurement: a seeded "
+        f"sample of {steps * 32} rows as {steps} batches, 2 warm-up batches, then whole passes "
+        f"for at least 3 s, in its own process; {repeats} repeats, frameworks interleaved; "
+        f"medians. 1-minute load average during measurements: "
         f"{min(loads):.1f}–{max(loads):.1f} (2 cores; above ~2 means other work competed). "
-        f"Total run: {seconds:.0f} s.",
+        f"Total run: {seconds:.0f} s. samples/CPU-s divides by the process's CPU time (all "
+        f"threads), which other processes on the machine disturb less than wall time.",
         "\"bucketed\": minitf's length-bucketed batch plan (both frameworks get the same "
         "tensors); \"random\": random batches padded to their longest example, as "
         "transformers' DataCollatorWithPadding gives them.",
@@ -300,7 +334,7 @@ def write_report(results: dict, accuracy: dict, repeats: int, steps: int, acc_n:
         markdown_table(["framework", "accuracy", "n", "train seconds"], acc_rows),
     ])
     RESULTS.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d")
+    stamp = time.strftime("%Y-%m-%d") + "-cpu" + (f"-threads{THREADS[1]}" if THREADS else "")
     (RESULTS / f"finetune-{stamp}.md").write_text(text + "\n")
     (RESULTS / f"finetune-{stamp}.json").write_text(json.dumps({
         "facts": facts, "accuracy": accuracy,

@@ -8,10 +8,12 @@ to continue as if never stopped.
 
 Every checkpoint is written into a temporary sibling directory and renamed into place
 (minitf.weights.atomic_directory), so an interrupted write leaves the previous one intact.
+`Outputs` is the one place a fine-tuning run writes from (under data parallelism: rank 0).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -78,3 +80,39 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Outputs:
+    """The one place that writes to --output (under data parallelism: rank 0 only)."""
+
+    def __init__(self, directory: Path, enabled: bool = True):
+        self.directory, self.enabled, self.lines = directory, enabled, 0
+        self.metrics = directory / "metrics.jsonl"
+
+    def truncate_metrics(self, lines: int) -> None:
+        """Keep the first `lines` records (those the resumed checkpoint had seen)."""
+        if not self.enabled:
+            return
+        kept = self.metrics.read_text().splitlines()[:lines] if self.metrics.exists() else []
+        self.metrics.write_text("".join(line + "\n" for line in kept))
+        self.lines = len(kept)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.metrics.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            self.lines += 1
+
+    def save_best(self, model: BertForSequenceClassification, tokenizer: Any) -> None:
+        if self.enabled:
+            save_checkpoint(self.directory / "best", model, tokenizer)
+
+    def save_last(self, model: BertForSequenceClassification, tokenizer: Any,
+                  state: dict[str, Any]) -> None:
+        if self.enabled:
+            save_checkpoint(self.directory / "last", model, tokenizer, state)
+
+    def plot(self) -> None:
+        if self.enabled:
+            from minitf.plots import plot_metrics
+            plot_metrics(self.metrics, self.directory / "training.png")

@@ -33,7 +33,7 @@ import torch
 
 from minitf import data as D
 from minitf import distributed, evaluate
-from minitf.checkpoint import check_writable, load_state, save_checkpoint
+from minitf.checkpoint import Outputs, check_writable, load_state
 from minitf.errors import MinitfError
 from minitf.evaluate import evaluate_encoded
 from minitf.freeze import POLICIES, FreezePlan, PrefixCache, classifier_logits, freeze, train_mode
@@ -382,43 +382,6 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> 
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-
-
-class Outputs:
-    """The one place that writes to --output (under data parallelism: rank 0 only)."""
-
-    def __init__(self, directory: Path, enabled: bool = True):
-        self.directory, self.enabled, self.lines = directory, enabled, 0
-        self.metrics = directory / "metrics.jsonl"
-
-    def truncate_metrics(self, lines: int) -> None:
-        """Keep the first `lines` records (those the resumed checkpoint had seen)."""
-        if not self.enabled:
-            return
-        kept = self.metrics.read_text().splitlines()[:lines] if self.metrics.exists() else []
-        self.metrics.write_text("".join(line + "\n" for line in kept))
-        self.lines = len(kept)
-
-    def log(self, record: dict[str, Any]) -> None:
-        import json
-        if self.enabled:
-            with self.metrics.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            self.lines += 1
-
-    def save_best(self, model: BertForSequenceClassification, tokenizer: Any) -> None:
-        if self.enabled:
-            save_checkpoint(self.directory / "best", model, tokenizer)
-
-    def save_last(self, model: BertForSequenceClassification, tokenizer: Any,
-                  state: dict[str, Any]) -> None:
-        if self.enabled:
-            save_checkpoint(self.directory / "last", model, tokenizer, state)
-
-    def plot(self) -> None:
-        if self.enabled:
-            from minitf.plots import plot_metrics
-            plot_metrics(self.metrics, self.directory / "training.png")
 
 
 def check_config(cfg: FinetuneConfig) -> None:

@@ -14,18 +14,16 @@ The recipe of the BERT paper (Devlin et al., 2019, §4 and appendix A.3), top to
 Outputs in --output: best/ and last/ (Hugging Face model directories; last/ also holds the
 training state for --resume), metrics.jsonl, training.png.
 
-Python:  from minitf.finetune import FinetuneConfig, finetune
+Python:  from minitf.finetune import FinetuneConfig, finetune   (command line: finetune_cli.py)
          result = finetune(FinetuneConfig(model="minilm", train="train.csv", output="out"))
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import math
-import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ from minitf import distributed, evaluate
 from minitf.checkpoint import Outputs, check_writable, load_state
 from minitf.errors import MinitfError
 from minitf.evaluate import evaluate_encoded
-from minitf.freeze import POLICIES, FreezePlan, PrefixCache, classifier_logits, freeze, train_mode
+from minitf.freeze import FreezePlan, PrefixCache, classifier_logits, freeze, train_mode
 from minitf.metrics import format_report, majority_baseline
 from minitf.model import BertForSequenceClassification, num_parameters
 from minitf.optim import build_optimizer, linear_schedule
@@ -440,80 +438,3 @@ def autocast_settings(precision: str, device: torch.device) -> dict[str, Any]:
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return {"enabled": True, "dtype": torch.bfloat16 if precision == "bf16" else torch.float16}
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = FinetuneConfig(train="", output="")
-    parser.add_argument("--model", default=d.model, help="pre-trained BERT directory or name "
-                        "(default: %(default)s)")
-    parser.add_argument("--train", required=True, help="training data: .csv, .tsv or .jsonl")
-    parser.add_argument("--output", required=True, help="directory for checkpoints and metrics")
-    parser.add_argument("--validation", help="validation file (default: hold out "
-                        "--validation-fraction of --train)")
-    parser.add_argument("--test", help="test file, evaluated once with the best checkpoint")
-    parser.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
-    parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
-                        help="hold out this fraction of --train as test data (no --test)")
-    parser.add_argument("--max-train-samples", type=int, help="train on a seeded subset")
-    data = parser.add_argument_group("data columns and format")
-    data.add_argument("--text-column", help=f"default: first of {', '.join(D.TEXT_COLUMNS)}")
-    data.add_argument("--text-pair-column", dest="pair_column",
-                      help="second text of sentence pairs (default: sentence2 / #2 String "
-                           "when the text column is sentence1 / #1 String)")
-    data.add_argument("--label-column", help=f"default: first of {', '.join(D.LABEL_COLUMNS)}")
-    data.add_argument("--format", choices=D.FORMATS, help="default: from the file extension")
-    data.add_argument("--encoding", default=d.encoding)
-    data.add_argument("--encoding-errors", default=d.encoding_errors,
-                      choices=("strict", "replace"), help="replace: undecodable bytes → U+FFFD")
-    data.add_argument("--skip-bad-rows", action="store_true",
-                      help="skip (and count) malformed rows instead of stopping")
-    recipe = parser.add_argument_group("the recipe")
-    recipe.add_argument("--epochs", type=int, default=d.epochs)
-    recipe.add_argument("--batch-size", type=int, default=d.batch_size)
-    recipe.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    recipe.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    recipe.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
-    recipe.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
-    recipe.add_argument("--max-length", type=int, default=d.max_length,
-                        help="tokens per example, [CLS] and [SEP] included")
-    recipe.add_argument("--freeze", default=d.freeze, help=f"{POLICIES} (default: none)")
-    recipe.add_argument("--no-cache", dest="cache", action="store_false",
-                        help="recompute the frozen prefix every epoch instead of caching it")
-    recipe.add_argument("--seed", type=int, default=d.seed)
-    recipe.add_argument("--patience", type=int, default=d.patience,
-                        help="stop after N epochs without improvement (0: never)")
-    recipe.add_argument("--select-metric", default=d.select_metric,
-                        choices=("accuracy", "macro_f1"), help="picks the best checkpoint")
-    run_group = parser.add_argument_group("running")
-    run_group.add_argument("--resume", action="store_true", help="continue from --output/last")
-    run_group.add_argument("--overwrite", action="store_true",
-                           help="start afresh in an --output that holds an earlier run")
-    run_group.add_argument("--save-every", type=int, default=0,
-                           help="also checkpoint every N steps (default: each epoch)")
-    run_group.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
-    run_group.add_argument("--precision", default=d.precision,
-                           choices=("auto", "fp32", "bf16", "fp16"))
-    run_group.add_argument("--attn-backend", default=d.attn_backend,
-                           choices=("auto", "reference", "sdpa", "triton"))
-    run_group.add_argument("--progress", default=d.progress, choices=("auto", "bar", "log", "off"))
-    run_group.add_argument("--dist-timeout", type=float, default=d.dist_timeout,
-                           help="under torchrun: seconds to wait for the other processes in a "
-                           "collective before stopping with an error (default: %(default)s)")
-
-
-def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    names = {f.name for f in fields(FinetuneConfig)}
-    return FinetuneConfig(**{k: v for k, v in vars(args).items() if k in names})
-
-
-def run(args: argparse.Namespace) -> int:
-    result = finetune(config_from_args(args))
-    if result.interrupted:
-        print("interrupted; the run can be continued with --resume", file=sys.stderr)
-        return 130
-    return 0

@@ -144,7 +144,16 @@ class BertLayer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x, weights = self.attention(x, mask, output_attentions)
-        return self.output(self.intermediate(x), residual=x), weights
+        if mask is None:
+            return self.output(self.intermediate(x), residual=x), weights
+        # The feed-forward (two thirds of a layer's arithmetic) acts on each token alone, so it
+        # runs on the real tokens only: (T, C) with T = mask.sum(), not (B, N, C). Padding
+        # positions keep their attention output; nothing reads them (they are masked as keys),
+        # and their values in last_hidden_state are meaningless, as in any padded BERT.
+        real = x[mask]                                              # (T, C)
+        out = x.clone()
+        out[mask] = self.output(self.intermediate(real), residual=real)
+        return out, weights
 
 
 class BertEncoder(nn.Module):

@@ -119,3 +119,16 @@ def test_bad_inputs_get_a_clear_error(model, make_input, words):
 def test_unknown_backend_is_refused_when_the_model_is_built():
     with pytest.raises(MinitfError, match="unknown attention backend 'flash'"):
         BertModel(CONFIG, attn_backend="flash")
+
+
+def test_the_feed_forward_runs_on_real_tokens_only(model):
+    ids, mask = random_batch()  # 3 × 10 positions, 10 + 7 + 2 = 19 real tokens
+    seen = []
+    hook = model.encoder.layer[0].intermediate.register_forward_hook(
+        lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    try:
+        model(ids, mask)
+        model(ids)  # no padding: the whole (B, N, C) block
+    finally:
+        hook.remove()
+    assert seen == [(19, 32), (3, 10, 32)]

@@ -31,7 +31,7 @@ import torch.nn as nn
 from minitf.attention import get_attention
 from minitf.data import Encoded, batch_plan
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification, BertLayer
+from minitf.model import BertForSequenceClassification, BertLayer, key_padding_mask
 
 POLICIES = "none | embeddings | layers:N | all-but-head"
 
@@ -94,15 +94,10 @@ def train_mode(model: BertForSequenceClassification, plan: FreezePlan) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def key_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
-    """The attention key-padding mask (True = real token); None when nothing is padded."""
-    return None if bool(attention_mask.all()) else attention_mask.bool()
-
-
 def prefix_hidden(model: BertForSequenceClassification, batch: dict[str, torch.Tensor],
                   num_layers: int) -> torch.Tensor:
     """Embeddings, then encoder layers 0..num_layers-1: hidden states (B, N, C)."""
-    mask = key_mask(batch["attention_mask"])
+    mask = key_padding_mask(batch["attention_mask"])
     x = model.bert.embeddings(batch["input_ids"], batch["token_type_ids"])
     for layer in model.bert.encoder.layer[:num_layers]:
         x, _ = layer(x, mask)
@@ -116,7 +111,7 @@ def head_logits(model: BertForSequenceClassification, hidden: torch.Tensor,
     With first_layer == num_layers, `hidden` may hold the [CLS] position only (B, 1, C).
     """
     layers = model.bert.encoder.layer
-    mask = key_mask(attention_mask)
+    mask = key_padding_mask(attention_mask)
     if first_layer < len(layers):
         for layer in layers[first_layer:-1]:
             hidden, _ = layer(hidden, mask)

@@ -216,11 +216,7 @@ class BertModel(nn.Module):
         check_inputs(self.config, input_ids, attention_mask, token_type_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        # Key-padding mask, True = a real token. Dropped when nothing is padded: the unmasked
-        # attention kernels are faster and the result is the same.
-        mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            mask = attention_mask.bool()
+        mask = None if attention_mask is None else key_padding_mask(attention_mask)
 
         x = self.embeddings(input_ids, token_type_ids)  # (B, N, C)
         attentions = []
@@ -327,6 +323,12 @@ def check_inputs(config: BertConfig, input_ids: torch.Tensor,
             int(token_type_ids.min()) < 0 or int(token_type_ids.max()) >= config.type_vocab_size):
         raise MinitfError(f"token_type_ids must be in [0, {config.type_vocab_size}); got values "
                           f"up to {int(token_type_ids.max())}")
+
+
+def key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """The attention key-padding mask, True = a real token; None when nothing is padded (the
+    unmasked attention kernels are faster, and the feed-forward then needs no unpadding)."""
+    return None if bool(attention_mask.all()) else attention_mask.bool()
 
 
 def num_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import RESULTS, facts_block, machine_header, markdown_table  # noqa: E402
 
-from minitf import data as D  # noqa: E402
-from minitf.freeze import PrefixCache, classifier_logits, freeze, train_mode  # noqa: E402
-from minitf.optim import build_optimizer, linear_schedule  # noqa: E402
 from minitf.paths import packaged_model_dir, resolve_model_dir  # noqa: E402
+from minitf.train import data as D  # noqa: E402
+from minitf.train.freeze import PrefixCache, classifier_logits, freeze, train_mode  # noqa: E402
+from minitf.train.optim import build_optimizer, linear_schedule  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 HELD_OUT = 2000  # the last rows of SST-2's train.tsv: evaluation only, never trained on

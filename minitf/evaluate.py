@@ -11,11 +11,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from minitf import data as D
 from minitf.errors import MinitfError
-from minitf.freeze import FreezePlan, PrefixCache, classifier_logits
-from minitf.metrics import classification_metrics, format_report
 from minitf.model import BertForSequenceClassification
+from minitf.train import data as D
+from minitf.train.freeze import FreezePlan, PrefixCache, classifier_logits
+from minitf.train.metrics import classification_metrics, format_report
 
 NO_FREEZE = FreezePlan("none", None)
 

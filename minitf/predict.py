@@ -7,9 +7,9 @@ import argparse
 import json
 import sys
 
-from minitf import data as D
 from minitf.errors import MinitfError
 from minitf.evaluate import add_data_arguments, load_for_inference, predict_logits, read_file
+from minitf.train import data as D
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""Data-parallel fine-tuning (minitf/distributed.py): 2 CPU processes with gloo under torchrun
+"""Data-parallel fine-tuning (minitf/train/distributed.py): 2 CPU processes with gloo under torchrun
 give the single-process result; only rank 0 writes; a dead or stalled rank stops the others
 with a clear error, and --resume continues from the last checkpoint.
 
@@ -21,9 +21,9 @@ import torch
 from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows, write_csv
 from safetensors.torch import load_file
 
-from minitf import finetune as FT
-from minitf.distributed import Context
 from minitf.errors import MinitfError
+from minitf.recipes import finetune as FT
+from minitf.train.distributed import Context
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("ddp_driver.py")

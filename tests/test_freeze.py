@@ -5,9 +5,10 @@ import torch
 import torch.nn.functional as F
 from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows
 
-from minitf import data as D
 from minitf.errors import MinitfError
-from minitf.freeze import (
+from minitf.model import BertForSequenceClassification, num_parameters
+from minitf.train import data as D
+from minitf.train.freeze import (
     PrefixCache,
     classifier_logits,
     cls_only_layer,
@@ -16,8 +17,7 @@ from minitf.freeze import (
     prefix_hidden,
     train_mode,
 )
-from minitf.model import BertForSequenceClassification, num_parameters
-from minitf.optim import build_optimizer
+from minitf.train.optim import build_optimizer
 
 POLICIES = ["none", "embeddings", "layers:1", "layers:2", "all-but-head"]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from minitf.metrics import (
+from minitf.train.metrics import (
     classification_metrics,
     confusion_matrix,
     format_report,

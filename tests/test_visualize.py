@@ -1,4 +1,4 @@
-"""`minitf attention` and minitf.visualize: panel selection, fonts (CJK or a clear fallback),
+"""`minitf attention` and minitf.study.heatmaps: panel selection, fonts (CJK or a clear fallback),
 token labels, and PNGs rendered with matplotlib's Agg canvas into tmp_path."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import torch
 
 pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
 
-from minitf import visualize  # noqa: E402
 from minitf.cli import main  # noqa: E402
 from minitf.config import BertConfig  # noqa: E402
 from minitf.model import BertModel  # noqa: E402
 from minitf.paths import packaged_model_dir  # noqa: E402
-from minitf.visualize import (  # noqa: E402
+from minitf.study import heatmaps as visualize  # noqa: E402
+from minitf.study.heatmaps import (  # noqa: E402
     BASE_FONT,
     attention_maps,
     choose_font,

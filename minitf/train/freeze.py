@@ -29,9 +29,9 @@ import torch
 import torch.nn as nn
 
 from minitf.attention import get_attention
-from minitf.data import Encoded, batch_plan
 from minitf.errors import MinitfError
 from minitf.model import BertForSequenceClassification, BertLayer, key_padding_mask
+from minitf.train.data import Encoded, batch_plan
 
 POLICIES = "none | embeddings | layers:N | all-but-head"
 

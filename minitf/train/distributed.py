@@ -51,9 +51,9 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minitf.checkpoint import rng_state, set_rng_state
-from minitf.data import Encoded
 from minitf.errors import MinitfError
+from minitf.train.checkpoint import rng_state, set_rng_state
+from minitf.train.data import Encoded
 
 
 @dataclass

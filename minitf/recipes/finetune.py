@@ -4,7 +4,7 @@ The recipe of the BERT paper (Devlin et al., 2019, §4 and appendix A.3), top to
 
     1. data      read, map labels to ids, hold out validation (and test) rows, tokenize once
     2. model     BertForSequenceClassification = pre-trained encoder + a fresh linear head;
-                 optionally freeze a prefix (minitf/freeze.py) and cache its outputs
+                 optionally freeze a prefix (minitf/train/freeze.py) and cache its outputs
     3. optimizer AdamW, weight decay 0.01 except on biases and LayerNorm weights
     4. schedule  linear warmup over the first 10% of steps, then linear decay to 0
     5. loop      length-bucketed batches, cross-entropy, gradient clipping at 1.0
@@ -14,7 +14,7 @@ The recipe of the BERT paper (Devlin et al., 2019, §4 and appendix A.3), top to
 Outputs in --output: best/ and last/ (Hugging Face model directories; last/ also holds the
 training state for --resume), metrics.jsonl, training.png.
 
-Python:  from minitf.finetune import FinetuneConfig, finetune   (command line: finetune_cli.py)
+Python:  from minitf.recipes.finetune import FinetuneConfig, finetune  (CLI: minitf/cli/finetune.py)
          result = finetune(FinetuneConfig(model="minilm", train="train.csv", output="out"))
 """
 
@@ -29,17 +29,18 @@ from typing import Any
 
 import torch
 
-from minitf import data as D
-from minitf import distributed, evaluate
-from minitf.checkpoint import Outputs, check_writable, load_state
+from minitf import evaluate
 from minitf.errors import MinitfError
 from minitf.evaluate import evaluate_encoded
-from minitf.freeze import FreezePlan, PrefixCache, classifier_logits, freeze, train_mode
-from minitf.metrics import format_report, majority_baseline
 from minitf.model import BertForSequenceClassification, num_parameters
-from minitf.optim import build_optimizer, linear_schedule
 from minitf.paths import DEFAULT_MODEL, resolve_model_dir
-from minitf.progress import Progress, StopRequest
+from minitf.train import data as D
+from minitf.train import distributed
+from minitf.train.checkpoint import Outputs, check_writable, load_state
+from minitf.train.freeze import FreezePlan, PrefixCache, classifier_logits, freeze, train_mode
+from minitf.train.metrics import format_report, majority_baseline
+from minitf.train.optim import build_optimizer, linear_schedule
+from minitf.train.progress import Progress, StopRequest
 
 # Settings that must match for --resume to continue the same run.
 RESUME_KEYS = ("train", "validation", "validation_fraction", "test_fraction", "max_train_samples",
@@ -160,7 +161,7 @@ def data_fingerprint(examples: D.Examples, ids: list[int]) -> str:
 
 def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
     """Run the recipe. `tokenizer` defaults to minitf's Tokenizer from the model directory.
-    Under torchrun every process runs it, data-parallel (minitf/distributed.py)."""
+    Under torchrun every process runs it, data-parallel (minitf/train/distributed.py)."""
     with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
         return _finetune(cfg, tokenizer, ctx)
 

@@ -9,9 +9,9 @@ import argparse
 import sys
 from dataclasses import fields
 
-from minitf import data as D
-from minitf.finetune import FinetuneConfig, finetune
-from minitf.freeze import POLICIES
+from minitf.recipes.finetune import FinetuneConfig, finetune
+from minitf.train import data as D
+from minitf.train.freeze import POLICIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

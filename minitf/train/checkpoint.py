@@ -114,5 +114,5 @@ class Outputs:
 
     def plot(self) -> None:
         if self.enabled:
-            from minitf.plots import plot_metrics
+            from minitf.train.plots import plot_metrics
             plot_metrics(self.metrics, self.directory / "training.png")

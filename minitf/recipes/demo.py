@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from minitf.errors import MinitfError
-from minitf.finetune import FinetuneConfig, finetune
+from minitf.recipes.finetune import FinetuneConfig, finetune
 
 EXAMPLES = [
     "I can't wait to ride in a self-driving car, this is the future!",
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'majority class':24}{base['accuracy']:10.3f}{base['macro_f1']:10.3f}   "
           f"(always {base['predicted']!r})")
 
-    from minitf.data import Examples, encode
     from minitf.evaluate import load_for_inference, predict_logits
+    from minitf.train.data import Examples, encode
     model, tokenizer, labels = load_for_inference(Path(args.output) / "best")
     data = encode(Examples(EXAMPLES, [None] * len(EXAMPLES)), tokenizer, None, 64)
     print("\npredictions of the best checkpoint:")

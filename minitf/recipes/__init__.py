@@ -1,0 +1,1 @@
+"""Training recipes that read top to bottom over the pieces in minitf.train."""

@@ -1,0 +1,1 @@
+"""Tools for studying what a model attends to."""

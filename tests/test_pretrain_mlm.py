@@ -8,7 +8,13 @@ import torch
 
 from minitf.errors import MinitfError
 from minitf.train.mlm import (
-    IGNORE_INDEX, TRAIN, VALIDATION, MaskingPolicy, epoch_order, pack_blocks, read_documents,
+    IGNORE_INDEX,
+    TRAIN,
+    VALIDATION,
+    MaskingPolicy,
+    epoch_order,
+    pack_blocks,
+    read_documents,
 )
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4

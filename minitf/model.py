@@ -335,3 +335,12 @@ def num_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+                        ) -> torch.Tensor:
+    """The sequence-classification loss: MSE on logits[:, 0] when num_labels == 1 (regression,
+    as Hugging Face does), else cross-entropy with labels as class ids."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction=reduction)
+    return F.cross_entropy(logits, labels, reduction=reduction)

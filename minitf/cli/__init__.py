@@ -18,7 +18,7 @@ COMMANDS = {
     "finetune": ("minitf.cli.finetune", "fine-tune a BERT classifier on a CSV/TSV/JSONL file"),
     "evaluate": ("minitf.evaluate", "evaluate a fine-tuned classifier on a labelled file"),
     "predict": ("minitf.predict", "predict labels for texts or a file"),
-    "attention": ("minitf.study.heatmaps", "draw attention heat-maps for a text"),
+    "attention": ("minitf.cli.attention", "attention heat-maps, or an explorer page (--html)"),
 }
 
 

@@ -692,5 +692,5 @@ async function main() {
   }
 }
 
-window.explorer = { state, weights, scoreRow, weightedSum, render, data: D };
+window.explorer = { state, weights, scoreRow, weightedSum, render, matrix, data: D };
 main();

@@ -305,8 +305,9 @@ def render_html(data: ExplorerData, links: dict[str, str] | None = None) -> str:
     """The page as one string: explorer.html with the style, script and data put inline."""
     template = (HERE / "explorer.html").read_text(encoding="utf-8")
     payload = json.dumps(page_data(data, links or {}), ensure_ascii=False, separators=(",", ":"))
-    # Inside <script> only "</" can end the element early; JSON allows "<\/" for it.
-    payload = payload.replace("</", "<\\/")
+    # Text such as "</script>" or "<!--" inside the data block would end it early or change
+    # how the HTML parser reads it; JSON strings can spell those characters as \u escapes.
+    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     parts = {"/*STYLE*/": (HERE / "explorer.css").read_text(encoding="utf-8"),
              "/*SCRIPT*/": (HERE / "explorer.js").read_text(encoding="utf-8"),
              "/*DATA*/": payload, "<!--TITLE-->": _escape(data.title)}

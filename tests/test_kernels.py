@@ -242,6 +242,14 @@ def test_is_supported():
     assert not kernels.is_supported(q[0])  # 3-D
 
 
+def test_is_supported_refuses_more_programs_than_the_cuda_grid_holds():
+    # batch × heads is grid axis 1 (at most 65535 on CUDA); expand() costs no memory.
+    one = torch.zeros(1, 1, 4, 64, device=DEVICE)
+    assert kernels.is_supported(one.expand(65535, 1, 4, 64))
+    assert not kernels.is_supported(one.expand(65536, 1, 4, 64))
+    assert not kernels.is_supported(one.expand(8192, 12, 4, 64))  # B·H = 98304
+
+
 def test_cpu_tensor_without_interpreter_is_refused(monkeypatch):
     monkeypatch.setattr(fa, "interpreting", lambda: False)
     q, k, v = make_qkv(1, 1, 8, 8, 32, torch.float32, device="cpu")

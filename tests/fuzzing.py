@@ -2,8 +2,8 @@
 
 Each fuzz test describes its loader by two functions:
 
-    make_case(rng) -> (what, files)   a mutated input: a description and {file name: bytes}
-    load(directory) -> result         the loader under test, reading that directory
+    make_case(rng) -> Case            a mutated input: {file name: bytes}, loader options
+    load(directory, **options)        the loader under test, reading that directory
     check(result, directory)          what a correct load must satisfy (asserts)
 
 and `fuzz()` runs the cases. Case i is drawn from `random.Random(f"{name}:{i}")`, so a failing
@@ -30,6 +30,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,13 @@ MAX_SHOWN = 8      # crashes printed in the failure message
 class CaseTimeout(BaseException):
     """Raised by the watchdog inside a case that runs past its time limit (a BaseException,
     so that a loader's `except Exception` cannot swallow it)."""
+
+
+@dataclass
+class Case:
+    what: str                 # how the input was mutated, for the failure message
+    files: dict[str, bytes]   # written into the case's own directory
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of `load`
 
 
 @dataclass
@@ -58,27 +66,28 @@ class Report:
                 f"refused with MinitfError, {len(self.crashes)} crashes, {self.seconds:.1f} s")
 
 
-def fuzz(name: str, make_case: Callable[[random.Random], tuple[str, dict[str, bytes]]],
-         load: Callable[[Path], Any], check: Callable[[Any, Path], None], tmp_path: Path,
-         cases: int | None, time_limit: float = 20.0, memory_limit_mb: int = 512) -> Report:
+def fuzz(name: str, make_case: Callable[[random.Random], Case], load: Callable[..., Any],
+         check: Callable[[Any, Path], None], tmp_path: Path, cases: int | None,
+         time_limit: float = 20.0, memory_limit_mb: int = 512) -> Report:
     """Run `cases` seeded cases (QUICK_CASES if None) and assert that none crashed."""
     report = Report(name)
     started = time.perf_counter()
     for index in range(QUICK_CASES if cases is None else cases):
         rng = random.Random(f"{name}:{index}")
-        what, files = make_case(rng)
+        case = make_case(rng)
         directory = tmp_path / f"{name}-case-{index:05d}"
         directory.mkdir()
-        for file_name, content in files.items():
+        for file_name, content in case.files.items():
             (directory / file_name).write_bytes(content)
-        problem = _run_case(directory, load, check, time_limit, memory_limit_mb)
+        problem = _run_case(directory, partial(load, **case.options), check, time_limit,
+                            memory_limit_mb)
         report.cases += 1
         if problem is None:
             report.loaded += 1
         elif problem == "refused":
             report.refused += 1
         else:
-            report.crashes.append(f"case {index} ({what}): {problem}")
+            report.crashes.append(f"case {index} ({case.what}, {case.options}): {problem}")
         shutil.rmtree(directory, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     print(report.summary())

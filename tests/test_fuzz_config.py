@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 import torch
-from fuzzing import fuzz, mutate_json
+from fuzzing import Case, fuzz, mutate_json
 
 from minitf.config import BertConfig
 from minitf.model import BertForSequenceClassification
@@ -31,9 +31,9 @@ def base_configs() -> list[dict]:
 def test_fuzz_config(tmp_path: Path, fuzz_cases: int | None) -> None:
     docs = base_configs()
 
-    def make_case(rng: random.Random) -> tuple[str, dict[str, bytes]]:
+    def make_case(rng: random.Random) -> Case:
         what, content = mutate_json(rng, rng.choice(docs))
-        return what, {"config.json": content}
+        return Case(what, {"config.json": content})
 
     def check(config: BertConfig, directory: Path) -> None:
         assert isinstance(config, BertConfig)

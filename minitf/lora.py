@@ -104,7 +104,8 @@ def parse_targets(text: str) -> tuple[str, ...]:
     if unknown or not names:
         raise MinitfError(f"--lora-targets {text!r}: unknown target(s) {', '.join(unknown)}; "
                           f"choose from {', '.join(TARGETS)} (comma-separated) or all-linear")
-    return tuple(dict.fromkeys(TARGETS.get(n, n) for n in names))
+    chosen = {TARGETS.get(n, n) for n in names}
+    return tuple(p for p in TARGETS.values() if p in chosen)  # in the layer's order
 
 
 def parse_layers(text: str | None, num_layers: int) -> tuple[int, ...]:
@@ -153,6 +154,18 @@ def lora_target(model: nn.Module, name: str) -> nn.Linear:
 
 def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def spec_of(model: nn.Module) -> LoRASpec:
+    """The LoRASpec that add_lora was given, read back from the model's LoRALinear modules."""
+    found = lora_modules(model)
+    if not found:
+        raise MinitfError("the model has no LoRA adapters")
+    shapes = {(m.r, m.alpha, getattr(m.lora_dropout, "p", 0.0)) for m in found.values()}
+    if len(shapes) > 1:
+        raise MinitfError(f"the adapters differ in rank / alpha / dropout: {sorted(shapes)}")
+    r, alpha, dropout = shapes.pop()
+    return LoRASpec(r, alpha, dropout, tuple(found))
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from minitf.errors import MinitfError
-from minitf.lora import TARGETS, TRAINED_IN_FULL, LoRASpec, add_lora
+from minitf.lora import TARGETS, TRAINED_IN_FULL, LoRASpec, add_lora, spec_of
 from minitf.model import BertForSequenceClassification
 from minitf.train.freeze import FreezePlan
 from minitf.weights import atomic_directory
@@ -47,9 +47,10 @@ HARMLESS = {"task_type", "base_model_name_or_path", "revision", "inference_mode"
 DEFAULTS_OK = (None, False, {}, [], "none", "")
 
 
-def save_peft_adapter(model: BertForSequenceClassification, spec: LoRASpec,
-                      directory: str | Path, base_model: str | None = None) -> None:
+def save_peft_adapter(model: BertForSequenceClassification, directory: str | Path,
+                      base_model: str | None = None) -> None:
     """Write the model's adapters (+ pooler and classifier) in PEFT's format, atomically."""
+    spec = spec_of(model)
     tensors = {f"{PREFIX}{name}": t.detach().contiguous().cpu()
                for name, t in model.state_dict().items()
                if ".lora_" in name or name.startswith(TRAINED_IN_FULL)}

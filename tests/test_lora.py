@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows
 
 from minitf.errors import MinitfError
-from minitf.lora import LoRALinear, add_lora, lora_modules, lora_spec, merge_lora
+from minitf.lora import LoRALinear, add_lora, lora_modules, lora_spec, merge_lora, spec_of
 from minitf.model import BertForSequenceClassification
 from minitf.peft_format import CONFIG_FILE, load_peft_adapter, save_peft_adapter
 from minitf.train import data as D
@@ -137,7 +137,8 @@ def test_minitf_adapter_loads_in_peft(base_dir, data, tmp_path, targets, layers)
     spec = lora_spec(3, r=4, alpha=6, targets=targets, layers=layers)
     add_lora(model, spec)
     randomize_adapters(model)
-    save_peft_adapter(model, spec, tmp_path / "adapter", base_model=str(base_dir))
+    save_peft_adapter(model, tmp_path / "adapter", base_model=str(base_dir))
+    assert spec_of(model) == spec
     with torch.no_grad():
         ours = model.eval()(**inputs(data)).logits
         theirs = peft.PeftModel.from_pretrained(hf_model(base_dir), tmp_path / "adapter").eval()
@@ -196,9 +197,8 @@ def test_bad_options_give_clear_errors(base_dir):
 ])
 def test_unsupported_peft_options_are_named(base_dir, tmp_path, change, message):
     model = minitf_model(base_dir)
-    spec = lora_spec(3, r=2)
-    add_lora(model, spec)
-    save_peft_adapter(model, spec, tmp_path / "adapter")
+    add_lora(model, lora_spec(3, r=2))
+    save_peft_adapter(model, tmp_path / "adapter")
     file = tmp_path / "adapter" / CONFIG_FILE
     file.write_text(json.dumps({**json.loads(file.read_text()), **change}))
     with pytest.raises(MinitfError, match=message):

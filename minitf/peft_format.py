@@ -27,12 +27,22 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from minitf.config import BertConfig
 from minitf.errors import MinitfError
-from minitf.lora import TARGETS, TRAINED_IN_FULL, LoRASpec, add_lora, spec_of
+from minitf.lora import (
+    TARGETS,
+    TRAINED_IN_FULL,
+    LoRASpec,
+    add_lora,
+    lora_spec,
+    merge_lora,
+    spec_of,
+)
 from minitf.model import BertForSequenceClassification
 from minitf.train.freeze import FreezePlan
 from minitf.weights import atomic_directory
 
+ADAPTER_DIR = "adapter"  # fine-tuning's best/adapter and last/adapter
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PREFIX = "base_model.model."
@@ -177,3 +187,42 @@ def read_adapter_tensors(file: Path) -> dict[str, torch.Tensor]:
     if bad:
         raise MinitfError(f"{file}: tensor {bad[0]!r} lacks PEFT's {PREFIX!r} prefix")
     return {k.removeprefix(PREFIX): t for k, t in tensors.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# For the recipes and the command line
+# ---------------------------------------------------------------------------------------------
+
+
+def setup_lora(model: BertForSequenceClassification, r: int, alpha: float | None = None,
+               dropout: float = 0.0, targets: str | None = None, layers: str | None = None,
+               adapter: str | Path | None = None) -> FreezePlan:
+    """Fine-tuning with adapters: new ones (--lora R, --lora-alpha, ...), or those of a PEFT
+    adapter directory to continue from (--adapter DIR; also what --resume reloads)."""
+    if adapter is not None:
+        return load_peft_adapter(model, adapter)[1]
+    spec = lora_spec(model.config.num_hidden_layers, r, alpha, dropout, targets, layers)
+    return add_lora(model, spec)
+
+
+def load_adapted_classifier(base: str | Path, adapter: str | Path, attn_backend: str = "auto"
+                            ) -> BertForSequenceClassification:
+    """A base BERT + a PEFT LoRA adapter, merged, for inference (--model BASE --adapter DIR).
+
+    The classifier comes from the adapter (PEFT's modules_to_save) or else from BASE; label
+    names from the checkpoint the adapter sits in (best/adapter → best/config.json), if any.
+    """
+    from minitf.paths import resolve_model_dir
+    adapter = Path(adapter)
+    read_peft_config(adapter)
+    head = read_adapter_tensors(adapter / WEIGHTS_FILE).get("classifier.weight")
+    model = BertForSequenceClassification.from_pretrained(
+        resolve_model_dir(base), num_labels=None if head is None else head.shape[0],
+        attn_backend=attn_backend, allow_missing_head=head is not None)
+    load_peft_adapter(model, adapter)
+    parent = adapter.resolve().parent
+    if (parent / "config.json").is_file():
+        config = BertConfig.from_pretrained(parent)
+        if config.id2label and len(config.id2label) == model.config.num_labels:
+            model.config.id2label = config.id2label
+    return merge_lora(model).eval()

@@ -13,7 +13,12 @@ from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows
 from minitf.errors import MinitfError
 from minitf.lora import LoRALinear, add_lora, lora_modules, lora_spec, merge_lora, spec_of
 from minitf.model import BertForSequenceClassification
-from minitf.peft_format import CONFIG_FILE, load_peft_adapter, save_peft_adapter
+from minitf.peft_format import (
+    CONFIG_FILE,
+    load_adapted_classifier,
+    load_peft_adapter,
+    save_peft_adapter,
+)
 from minitf.train import data as D
 from minitf.train.freeze import PrefixCache, classifier_logits, train_mode
 from minitf.train.optim import build_optimizer
@@ -167,10 +172,12 @@ def test_peft_adapter_loads_in_minitf(base_dir, data, tmp_path):
     spec, plan = load_peft_adapter(model, tmp_path / "adapter")
     assert (spec.r, spec.alpha, plan.frozen_layers) == (4, 12.0, 1)
     assert len(lora_modules(model)) == 6
+    merged = load_adapted_classifier(base_dir, tmp_path / "adapter")  # for inference
+    assert not lora_modules(merged)
     with torch.no_grad():
         theirs = hf.eval()(**inputs(data)).logits
-        ours = model.eval()(**inputs(data)).logits
-    assert (theirs - ours).abs().max() <= 1e-5
+        for ours in (model.eval()(**inputs(data)).logits, merged(**inputs(data)).logits):
+            assert (theirs - ours).abs().max() <= 1e-5
 
 
 def test_bad_options_give_clear_errors(base_dir):

@@ -19,6 +19,8 @@ COMMANDS = {
     "evaluate": ("minitf.evaluate", "evaluate a fine-tuned classifier on a labelled file"),
     "predict": ("minitf.predict", "predict labels for texts or a file"),
     "attention": ("minitf.cli.attention", "attention heat-maps, or an explorer page (--html)"),
+    "pretrain": ("minitf.cli.pretrain", "pre-train a BERT (masked LM) on plain text"),
+    "fill-mask": ("minitf.cli.fill_mask", "the most likely tokens at each [MASK] of a text"),
 }
 
 

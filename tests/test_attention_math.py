@@ -19,13 +19,14 @@ import pytest
 import torch
 
 from minitf.attention import (
+    Packing,
     attention_weights,
     get_attention,
     reference_attention,
     sdpa_attention,
 )
 from minitf.config import BertConfig
-from minitf.model import BertModel, BertSelfAttention, Packing
+from minitf.model import BertModel, BertSelfAttention
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "attention.md"

@@ -106,6 +106,8 @@ def read_examples(path: str | Path, text_column: str | None = None,
     if format == "jsonl":
         records = _jsonl_records(lines, bad)
         columns = None
+        if not records:
+            _refuse_unreadable(path, bad)
     else:
         records, columns = _delimited_records(lines, "\t" if format == "tsv" else ",", format,
                                               bad, path)
@@ -140,6 +142,10 @@ def _format_of(path: Path) -> str:
 def _decode_lines(path: Path, encoding: str, errors: str, bad: BadRows) -> list[tuple[int, str]]:
     """(line number, text) per physical line; undecodable lines become bad rows."""
     data = path.read_bytes()
+    if b"\0" in data and not encoding.lower().startswith(("utf-16", "utf16", "utf-32", "utf32")):
+        raise MinitfError(f"{path}: not a text file: looks binary (NUL byte at offset "
+                          f"{data.index(0)}); give a CSV, TSV or JSONL file (for UTF-16 text, "
+                          "pass --encoding utf-16)")
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # a leading BOM (GLUE's MRPC has one) is not part of the header
     try:
@@ -180,8 +186,17 @@ def _delimited_records(lines: list[tuple[int, str]], delimiter: str, format: str
         else:
             records.append((line, dict(zip(header, fields, strict=True))))
     if header is None:
+        _refuse_unreadable(path, bad)
         raise MinitfError(f"{path}: empty file; expected a header row, then one row per example")
     return records, header
+
+
+def _refuse_unreadable(path: Path, bad: BadRows) -> None:
+    """No line could be read: say why (bad bytes, quoting, JSON), not "empty" or "no column"."""
+    if bad.problems:
+        bad.check()  # raises, unless skipping bad rows
+        raise MinitfError(f"{path}: no usable rows: all {len(bad.problems)} non-blank lines "
+                          f"are bad; the first: {bad.problems[0]}")
 
 
 def _csv_rows(lines: list[tuple[int, str]], delimiter: str, quoting: int
@@ -216,6 +231,9 @@ def _jsonl_records(lines: list[tuple[int, str]], bad: BadRows) -> list[tuple[int
             record = json.loads(text)
         except json.JSONDecodeError as exc:
             bad.add(line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except (ValueError, RecursionError) as exc:  # integers too long, nesting too deep
+            bad.add(line, f"not valid JSON ({str(exc)[:100]})")
             continue
         if not isinstance(record, dict):
             bad.add(line, "expected a JSON object per line, like {\"text\": ..., \"label\": ...}")
@@ -287,8 +305,8 @@ def _row(record: dict[str, Any], text_col: str, pair_col: str | None, label_col:
 def label_names(examples: Examples) -> list[str]:
     """The classes in id order: numerically if every label is an integer, else by name."""
     names = set(examples.labels) - {None}
-    if all(_is_int(n) for n in names):
-        return sorted(names, key=int)
+    if all(_is_int(n) for n in names):  # "01" and "1" are one class (see label_ids), "1"
+        return sorted({str(int(n)) for n in names}, key=int)
     return sorted(names)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,10 +91,9 @@ def train_sentencepiece(
                  for d in read_corpus(inputs, text_column, encoding_errors, skip_bad_rows)]
     coverage = character_coverage if character_coverage is not None else _coverage(documents)
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the tokenizer need not be
+    staging = output.parent / f".{output.name}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run of this process id
+    staging.mkdir()
     try:
         _train(documents, staging, vocab_size, model_type, coverage, seed, inputs)
         tokenizer = SentencePieceTokenizer(staging / MODEL_FILE, do_lower_case=lowercase,

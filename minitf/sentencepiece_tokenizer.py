@@ -134,6 +134,8 @@ class SentencePieceTokenizer(BaseTokenizer):
             "do_lower_case": self.do_lower_case,
             "keep_accents": self.keep_accents,
             "remove_space": True,
+            # ALBERT's tokenizer leaves token_type_ids out by default; BERT needs them.
+            "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
             # ALBERT's names for the start and end of a sequence: BERT's [CLS] and [SEP].
             "bos_token": self.special_tokens["cls_token"],
             "eos_token": self.special_tokens["sep_token"],

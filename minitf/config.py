@@ -34,6 +34,8 @@ class BertConfig:
     classifier_dropout: float | None = None
     # Classification heads: label names, saved so that predictions come back as names.
     id2label: dict[int, str] = field(default_factory=dict)
+    # The weights' dtype as config.json records it ("float32", "bfloat16", ...); set on save.
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
@@ -91,6 +93,8 @@ class BertConfig:
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> BertConfig:
         _refuse_unsupported(raw, source)
         known = {f.name for f in fields(cls)}
+        if raw.get("dtype") is None and raw.get("torch_dtype") is not None:  # transformers 4
+            raw = {**raw, "dtype": raw["torch_dtype"]}
         kwargs = {k: v for k, v in raw.items() if k in known and v is not None or k == "id2label"}
         kwargs.setdefault("id2label", {})
         if kwargs["id2label"] is None:
@@ -129,8 +133,9 @@ class BertConfig:
             del out["id2label"]
         else:
             out["label2id"] = self.label2id
-        if out["classifier_dropout"] is None:
-            del out["classifier_dropout"]
+        for name in ("classifier_dropout", "dtype"):
+            if out[name] is None:
+                del out[name]
         out.update(model_type="bert", position_embedding_type="absolute")
         return out
 
@@ -149,6 +154,9 @@ def _refuse_unsupported(raw: dict[str, Any], source: str) -> None:
     if position != "absolute":
         raise MinitfError(f"{source}: position_embedding_type {position!r} is not supported; "
                           "minitf implements absolute (learned) position embeddings only")
+    if raw.get("tie_word_embeddings") is False:
+        raise MinitfError(f"{source}: tie_word_embeddings=false is not supported; minitf's "
+                          "masked-LM decoder is the word-embedding matrix")
     for flag in ("is_decoder", "add_cross_attention"):
         if raw.get(flag):
             raise MinitfError(f"{source}: {flag}=true is not supported; minitf is an "

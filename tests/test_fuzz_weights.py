@@ -15,7 +15,7 @@ from fuzzing import Case, fuzz, hostile_value, mutate_bytes, mutate_json
 from safetensors.torch import load_file
 
 from minitf.config import BertConfig
-from minitf.model import BertForSequenceClassification, BertModel
+from minitf.model import BertForMaskedLM, BertForSequenceClassification, BertModel
 from minitf.paths import packaged_model_dir
 from minitf.weights import INDEX_FILE, WEIGHTS_FILE, normalise_names
 
@@ -168,9 +168,9 @@ class Checkpoints:
             what = f"real MiniLM header, {what}"
         else:
             what = "unchanged"
-        cls = rng.choice((BertModel, BertForSequenceClassification))
+        cls = rng.choice((BertModel, BertForSequenceClassification, BertForMaskedLM))
         options = {"cls": cls}
-        if cls is BertForSequenceClassification:
+        if cls is not BertModel:
             options["allow_missing_head"] = kind == "base" or rng.random() < 0.5
         return Case(f"{kind}: {what}", files, options)
 
@@ -190,15 +190,20 @@ def load(directory: Path, cls: type, **options) -> torch.nn.Module:
 
 
 def check_model(model: torch.nn.Module, directory: Path) -> None:
-    """A correct load holds exactly the file's tensors (NaN where the file has NaN)."""
+    """A correct load holds exactly the file's tensors (NaN where the file has NaN); only a
+    head or the pooler, missing from the file as a whole, may start fresh."""
     tensors = {}
     for file in sorted(directory.glob("*.safetensors")):
         tensors.update(load_file(file))
-    classifier = isinstance(model, BertForSequenceClassification)
-    expected = normalise_names(tensors, has_bert_prefix=classifier)
+    expected = normalise_names(tensors, model)
+    fresh = tuple(p for p in (model.head_prefix, model.checkpoint_prefix + "pooler.") if p)
     for name, value in model.state_dict().items():
+        if name in model.tied_weights:
+            continue
         if name not in expected:
-            assert classifier and name.startswith("classifier."), f"{name} not in the file"
+            assert name.startswith(fresh), f"{name} not in the file"
+            assert not any(n.startswith(name.rsplit(".", 2)[0]) for n in expected), \
+                f"{name} started fresh, while its part is in the file"
             continue
         assert expected[name].is_floating_point(), f"{name} loaded from {expected[name].dtype}"
         torch.testing.assert_close(value, expected[name].to(value.dtype), rtol=0, atol=0,

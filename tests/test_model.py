@@ -121,14 +121,24 @@ def test_unknown_backend_is_refused_when_the_model_is_built():
         BertModel(CONFIG, attn_backend="flash")
 
 
-def test_the_feed_forward_runs_on_real_tokens_only(model):
+def test_every_per_token_layer_runs_on_real_tokens_only(model):
     ids, mask = random_batch()  # 3 × 10 positions, 10 + 7 + 2 = 19 real tokens
     seen = []
-    hook = model.encoder.layer[0].intermediate.register_forward_hook(
-        lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    layer = model.encoder.layer[1]
+    modules = (layer.attention.self.query, layer.attention.self.key, layer.attention.output,
+               layer.intermediate, layer.output)
+    hooks = [m.register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].shape[:-1])) for m in modules]
     try:
         model(ids, mask)
-        model(ids)  # no padding: the whole (B, N, C) block
+        model(ids)  # no padding: all 30 positions, still packed as rows
     finally:
-        hook.remove()
-    assert seen == [(19, 32), (3, 10, 32)]
+        for hook in hooks:
+            hook.remove()
+    assert seen == [(19,)] * 5 + [(30,)] * 5
+
+
+def test_padding_positions_of_the_output_are_zero(model):
+    ids, mask = random_batch()
+    hidden = model(ids, mask).last_hidden_state
+    assert (hidden[~mask.bool()] == 0).all() and (hidden[mask.bool()] != 0).any()

@@ -18,7 +18,9 @@ COMMANDS = {
     "finetune": ("minitf.cli.finetune", "fine-tune a BERT classifier on a CSV/TSV/JSONL file"),
     "evaluate": ("minitf.evaluate", "evaluate a fine-tuned classifier on a labelled file"),
     "predict": ("minitf.predict", "predict labels for texts or a file"),
-    "attention": ("minitf.study.heatmaps", "draw attention heat-maps for a text"),
+    "attention": ("minitf.cli.attention", "attention heat-maps, or an explorer page (--html)"),
+    "pretrain": ("minitf.cli.pretrain", "pre-train a BERT (masked LM) on plain text"),
+    "fill-mask": ("minitf.cli.fill_mask", "the most likely tokens at each [MASK] of a text"),
 }
 
 

@@ -160,12 +160,24 @@ def capture_qkv(model: nn.Module, batch: dict[str, torch.Tensor]
         for hook in hooks:
             hook.remove()
     heads, head_dim = layers[0].num_heads, layers[0].head_dim
+    real = batch["attention_mask"][0].bool()                     # (N,)
 
-    def per_head(name: str) -> torch.Tensor:  # L × (1, N, C) → (L, H, N, D)
-        return torch.stack([seen[(i, name)][0].reshape(-1, heads, head_dim).transpose(0, 1)
-                            for i in range(len(layers))]).float()
+    def per_head(name: str) -> torch.Tensor:  # L × (N, C) → (L, H, N, D)
+        return torch.stack([_positions(seen[(i, name)], real).reshape(-1, heads, head_dim)
+                            .transpose(0, 1) for i in range(len(layers))]).float()
 
     return out, per_head("query"), per_head("key"), per_head("value")
+
+
+def _positions(out: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """A projection's output for one text as (N, C), zeros at padding, as the model's own
+    split into heads has it: from (1, N, C), or from the packed real tokens (T, C)."""
+    if out.dim() == 3:
+        return out[0]
+    if out.shape[0] != int(real.sum()):
+        raise MinitfError(f"a projection gave {out.shape[0]} rows for {int(real.sum())} real "
+                          "tokens; minitf.study.explorer does not know this layout")
+    return out.new_zeros(real.shape[0], out.shape[-1]).index_copy(0, real.nonzero()[:, 0], out)
 
 
 def explore(model: str | Path, text: str, pair: str | None = None, max_length: int = 128,

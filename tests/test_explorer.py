@@ -35,6 +35,7 @@ WORDS = ("the cat sat on mat it was tired a dog ran fast and slept . , ! ? i lik
          "we 我 喜 很 好 sun warm fell asleep in to be or not").split()
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ed"]
 TEXT, PAIR = "The cat sat on the mat.", "It was tired, 我喜欢猫!"
+README_TEXT, README_PAIR = "The cat sat on the mat because it was tired.", "It fell asleep."
 
 
 def tiny_config(**kwargs: object) -> BertConfig:
@@ -438,5 +439,11 @@ def test_real_minilm_64_token_pair(browser, tmp_path: Path,
                                    atol=1e-6, rtol=0)
     assert console_problems(browser) == [] and network_requests(browser, out) == []
     browser.save_screenshot(str(tmp_path / "minilm.png"))
-    if os.environ.get("MINITF_UPDATE_SCREENSHOT"):  # regenerate docs/explorer.png
-        shutil.copy(tmp_path / "minilm.png", REPO / "docs" / "explorer.png")
+    if os.environ.get("MINITF_UPDATE_SCREENSHOT"):  # regenerate the README's docs/explorer.png
+        readme = tmp_path / "readme.html"
+        assert main(["attention", "--model", str(MINILM), "--text", README_TEXT, "--pair",
+                     README_PAIR, "--html", str(readme)]) == 0
+        open_page(browser, readme, "view=head&layer=3&heads=1,4,9&query=8")  # what "it" reads
+        browser.set_window_size(1280, 900)
+        browser.save_screenshot(str(REPO / "docs" / "explorer.png"))
+        browser.set_window_size(1280, 1000)

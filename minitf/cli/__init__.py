@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": ("minitf.evaluate", "evaluate a fine-tuned classifier on a labelled file"),
     "predict": ("minitf.predict", "predict labels for texts or a file"),
     "attention": ("minitf.study.heatmaps", "draw attention heat-maps for a text"),
+    "export": ("minitf.cli.export", "export an encoder or classifier to ONNX"),
 }
 
 

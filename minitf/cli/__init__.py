@@ -22,6 +22,7 @@ COMMANDS = {
     "pretrain": ("minitf.cli.pretrain", "pre-train a BERT (masked LM) on plain text"),
     "fill-mask": ("minitf.cli.fill_mask", "the most likely tokens at each [MASK] of a text"),
     "tokenizer": ("minitf.cli.tokenizer", "train a SentencePiece tokenizer on plain text"),
+    "export": ("minitf.cli.export", "export an encoder or classifier to ONNX"),
 }
 
 

@@ -29,9 +29,10 @@ NO_FREEZE = FreezePlan("none", None)
 
 
 def load_tokenizer(directory: str | Path) -> Any:
-    """minitf's WordPiece tokenizer from a model directory (vocab.txt + tokenizer config)."""
-    from minitf.tokenizer import Tokenizer
-    return Tokenizer.from_pretrained(directory)
+    """minitf's tokenizer from a model directory: SentencePiece (spiece.model) or WordPiece
+    (vocab.txt), whichever it holds (minitf.tokenizer.load_tokenizer)."""
+    from minitf.tokenizer import load_tokenizer as load
+    return load(directory)
 
 
 def load_for_inference(model: str | Path, attn_backend: str = "auto",

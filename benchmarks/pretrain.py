@@ -376,7 +376,7 @@ def main() -> None:
             args.steps, args.repeats = 2, 1
         print(f"wrote {speed(args)}")
     else:
-        args.budgets = [float(b) for b in args.budgets.split(",")]
+        args.budgets = [float(b) for b in args.budgets.split(",") if b]  # "": TF-IDF only
         args.labels = args.labels.split(",")
         print(f"wrote {curve(args)}")
 

@@ -426,10 +426,10 @@ def describe(metrics: dict[str, Any]) -> str:
 
 def resume_state(cfg: PretrainConfig, out: Path) -> dict[str, Any] | None:
     if not cfg.resume:
-        if (out / "last").exists() and not cfg.overwrite:
-            raise MinitfError(f"{out} already holds a pre-training run; pass --resume to "
-                              "continue it, --overwrite to start again there, or choose "
-                              "another --output")
+        if ((out / "last").exists() or (out / "config.json").exists()) and not cfg.overwrite:
+            raise MinitfError(f"{out} already holds a model or a pre-training run; pass --resume "
+                              "to continue an interrupted run, --overwrite to replace it, or "
+                              "choose another --output")
         return None
     state = load_state(out / "last")
     saved = state["config"]

@@ -406,3 +406,13 @@ def test_an_unknown_model_name_is_named(monkeypatch):
     monkeypatch.delenv("MINITF_WEIGHTS", raising=False)
     with pytest.raises(MinitfError, match="'no-such-model' not found"):
         load_tokenizer("no-such-model")
+
+
+def test_a_document_longer_than_sentencepiece_takes_still_counts(tmp_path):
+    """SentencePiece drops sentences over 64 KB; one long line is cut instead, so its
+    characters still become pieces."""
+    corpus = write_lines(tmp_path / "long.txt", [" ".join(CORPUS) + " 龘龘龘 靐靐"])
+    assert len(corpus.read_bytes()) > 1 << 16
+    train_sentencepiece([corpus], tmp_path / "tok", vocab_size=200, character_coverage=1.0)
+    tok = load_tokenizer(tmp_path / "tok")
+    assert tok.unk_token_id not in tok.encode("龘 靐")

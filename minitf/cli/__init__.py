@@ -21,6 +21,8 @@ COMMANDS = {
     "attention": ("minitf.cli.attention", "attention heat-maps, or an explorer page (--html)"),
     "pretrain": ("minitf.cli.pretrain", "pre-train a BERT (masked LM) on plain text"),
     "fill-mask": ("minitf.cli.fill_mask", "the most likely tokens at each [MASK] of a text"),
+    "tokenizer": ("minitf.cli.tokenizer", "train a SentencePiece tokenizer on plain text"),
+    "export": ("minitf.cli.export", "export an encoder or classifier to ONNX"),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -17,6 +18,11 @@ from minitf.paths import packaged_model_dir
 TINY = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=16, max_position_embeddings=16,
                   id2label={0: "neg", 1: "pos"})
+
+
+# Settings BertConfig reads or refuses, tried with hostile values where a config lacks them.
+KEYS = (*(f.name for f in fields(BertConfig)), "model_type", "position_embedding_type",
+        "is_decoder", "add_cross_attention", "label2id", "dtype", "torch_dtype")
 
 
 def base_configs() -> list[dict]:
@@ -32,7 +38,7 @@ def test_fuzz_config(tmp_path: Path, fuzz_cases: int | None) -> None:
     docs = base_configs()
 
     def make_case(rng: random.Random) -> Case:
-        what, content = mutate_json(rng, rng.choice(docs))
+        what, content = mutate_json(rng, rng.choice(docs), KEYS)
         return Case(what, {"config.json": content})
 
     def check(config: BertConfig, directory: Path) -> None:

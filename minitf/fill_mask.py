@@ -35,7 +35,7 @@ class FillMask:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, attn_backend: str = "auto") -> FillMask:
-        from minitf.evaluate import load_tokenizer
+        from minitf.inference import load_tokenizer
         from minitf.model import BertForMaskedLM
         from minitf.paths import resolve_model_dir
 

@@ -130,7 +130,7 @@ def model_config(cfg: PretrainConfig, tokenizer: Any) -> BertConfig:
 def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None
                              ) -> tuple[BertForMaskedLM, Any, str]:
     """(model, tokenizer, where the tokenizer came from): from scratch or from --model."""
-    from minitf.evaluate import load_tokenizer
+    from minitf.inference import load_tokenizer
     from minitf.paths import resolve_model_dir
 
     if (cfg.model is None) == (cfg.tokenizer is None) and cfg.model is None:

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ ATTENTION_DOC = HERE.parent.parent / "docs" / "attention.md"  # in a source chec
 # docs/attention.md's numbered sections that the page's steps link to.
 DOC_STEPS = {"qkv": 1, "heads": 2, "scores": 3, "mask": 4, "softmax": 5, "sum": 6}
 FILL_MASK_TOP = 5
-SCRIPTS = ("explorer.js", "explorer_views.js")  # one <script>, in this order
+SCRIPTS = ("explorer.js", "explorer_views.js")  # one script element, in this order
 KINDS = ("encoder", "classifier", "masked-lm")
 
 
@@ -328,6 +327,9 @@ def render_html(data: ExplorerData, links: dict[str, str] | None = None) -> str:
              "/*SCRIPT*/": "\n".join((HERE / name).read_text(encoding="utf-8")
                                      for name in SCRIPTS),
              "/*DATA*/": payload, "<!--TITLE-->": _escape(data.title)}
+    for name, closing in (("/*STYLE*/", "</style"), ("/*SCRIPT*/", "</script")):
+        if closing in parts[name].lower():  # it would end its element early
+            raise MinitfError(f"the explorer's {name.strip('/*').lower()} contains {closing}")
     for marker in parts:
         if template.count(marker) != 1:
             raise MinitfError(f"{HERE / 'explorer.html'} must hold {marker} exactly once")
@@ -345,12 +347,12 @@ def write_explorer(data: ExplorerData, path: str | Path) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     html = render_html(data, doc_links(path)).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open() keeps the umask's mode
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(html)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return len(html)

@@ -1,5 +1,5 @@
 // minitf attention explorer, part 2: the matrix view, the math, the header and start-up.
-// It runs in the same <script> as explorer.js (explorer.py puts them one after the other),
+// It runs in the same script element as explorer.js (explorer.py puts them one after the other),
 // so it uses that file's data (Q, K, V, D), state and helpers.
 
 // --------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ function renderNotes() {
   const lines = [
     `Drawn with canvas. Head view: lines with weight below ${MIN_LINE} are not drawn (they `
     + "would be invisible), and lines of equal opacity go into one path, so that even 512 "
-    + "tokens redraw quickly; the model view draws one layer per frame.",
+    + "tokens redraw quickly; the model view draws its pictures a few at a time.",
     "The file holds the model's own Q and K (float32) and V (float16) for every layer and "
     + "head, taken by forward hooks on its query/key/value projections; the page computes "
     + "softmax(q·k/√d_k + mask) from them in float64. Nothing is fetched from the network.",

@@ -335,12 +335,12 @@ function colour(t) {  // t in [0, 1] → [r, g, b]
 
 const LUT = Array.from({ length: 256 }, (_, t) => colour(t / 255));
 
-function heatImage(P, scaleMax) {  // an N × N canvas, one pixel per weight
+function heatImage(P, scaleMax, sqrt = false) {  // an N × N canvas, one pixel per weight
   const c = document.createElement("canvas");
   c.width = c.height = N;
   const ctx = c.getContext("2d"), img = ctx.createImageData(N, N), px = img.data;
   for (let p = 0; p < N * N; p++) {
-    const [r, g, b] = LUT[Math.min(255, Math.round((P[p] / scaleMax) * 255))];
+    const t = P[p] / scaleMax, [r, g, b] = LUT[Math.min(255, Math.round((sqrt ? Math.sqrt(t) : t) * 255))];
     px[4 * p] = r; px[4 * p + 1] = g; px[4 * p + 2] = b; px[4 * p + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);

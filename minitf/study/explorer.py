@@ -48,6 +48,7 @@ ATTENTION_DOC = HERE.parent.parent / "docs" / "attention.md"  # in a source chec
 # docs/attention.md's numbered sections that the page's steps link to.
 DOC_STEPS = {"qkv": 1, "heads": 2, "scores": 3, "mask": 4, "softmax": 5, "sum": 6}
 FILL_MASK_TOP = 5
+TITLE_TEXT = 90  # characters of the text (and of the pair) in the page's title
 SCRIPTS = ("explorer.js", "explorer_views.js")  # one script element, in this order
 KINDS = ("encoder", "classifier", "masked-lm")
 
@@ -231,7 +232,9 @@ def _title(model: str | Path, directory: Path, text: str, pair: str | None) -> s
     for known in PACKAGED:  # a pip-installed model lives in a folder named "model"
         if packaged_model_dir(known) == directory:
             name = known
-    return f"{name}: {text}" + (f"  ‖  {pair}" if pair else "")
+    def short(s: str) -> str:  # the full text is in the token strip
+        return s if len(s) <= TITLE_TEXT else s[:TITLE_TEXT - 1].rstrip() + "…"
+    return f"{name}: {short(text)}" + (f"  ‖  {short(pair)}" if pair else "")
 
 
 def _prediction(logits: torch.Tensor, id2label: dict[int, str]) -> dict[str, Any]:

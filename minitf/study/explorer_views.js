@@ -27,7 +27,8 @@ function drawMatrix() {
   let max = 0;
   for (let p = 0; p < N * N; p++) max = Math.max(max, P[p]);
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(heatImage(P, max || 1), matrix.left, matrix.top, N * c, N * c);
+  const sqrt = $("mx-sqrt").checked;
+  ctx.drawImage(heatImage(P, max || 1, sqrt), matrix.left, matrix.top, N * c, N * c);
   ctx.fillStyle = "rgba(228, 231, 236, 0.9)";   // padding keys: masked, weight exactly 0
   for (let j = 0; j < N; j++) if (!D.mask[j]) ctx.fillRect(matrix.left + j * c, matrix.top, c, N * c);
   if (labels) drawMatrixLabels(ctx, c);
@@ -41,7 +42,7 @@ function drawMatrix() {
         matrix.top + (i + 0.5) * c);
     }
   }
-  drawColourBar(ctx, matrix.left + N * c + 16, matrix.top, N * c, max);
+  drawColourBar(ctx, matrix.left + N * c + 16, matrix.top, N * c, max, sqrt);
   $("mx-tip").textContent = `layer ${state.layer}, head ${h}: rows are queries, columns keys. `
     + "Hover a cell for its weight; click a row to see its math.";
   canvas.dataset.head = h;
@@ -73,8 +74,8 @@ function drawMatrixLabels(ctx, c) {
   }
 }
 
-function drawColourBar(ctx, x, y, height, max) {
-  for (let p = 0; p < height; p++) {
+function drawColourBar(ctx, x, y, height, max, sqrt) {
+  for (let p = 0; p < height; p++) {   // top = max; with sqrt, the middle is max / 4
     const [r, g, b] = colour(1 - p / height);
     ctx.fillStyle = `rgb(${r | 0},${g | 0},${b | 0})`;
     ctx.fillRect(x, y + p, 12, 1);
@@ -82,6 +83,8 @@ function drawColourBar(ctx, x, y, height, max) {
   ctx.fillStyle = "#667085"; ctx.font = "11px sans-serif"; ctx.textAlign = "left";
   ctx.textBaseline = "top"; ctx.fillText(max.toFixed(3), x + 16, y);
   ctx.textBaseline = "bottom"; ctx.fillText("0", x + 16, y + height);
+  ctx.textBaseline = "middle";
+  ctx.fillText((sqrt ? max / 4 : max / 2).toFixed(3), x + 16, y + height / 2);
 }
 
 function matrixCell(ev) {
@@ -93,6 +96,7 @@ function matrixCell(ev) {
 
 function hookMatrix() {
   const canvas = $("mx-canvas");
+  $("mx-sqrt").addEventListener("change", () => drawMatrix());
   canvas.addEventListener("mousemove", (ev) => {
     const over = $("mx-over"), ctx = over.getContext("2d"), ratio = over.width / parseFloat(over.style.width);
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
@@ -240,6 +244,7 @@ function renderHeader() {
   }
   if (D.kind === "masked-lm") {
     const div = el("div", "pred");
+    if (D.fillMask.length) div.append("Fill-mask: ");
     if (!D.fillMask.length) div.append("A masked-LM: write [MASK] in the text to see what it predicts there.");
     for (const m of D.fillMask) {
       div.append(el("b", "", `[MASK] #${m.position} →`));

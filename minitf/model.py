@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minitf.attention import attention_weights, get_attention
+from minitf.attention import Packing, attention_weights, get_attention
 from minitf.config import BertConfig
 from minitf.errors import MinitfError
 
@@ -48,54 +48,6 @@ class BertEmbeddings(nn.Module):
              + self.position_embeddings(positions)           # (N, C), broadcast over B
              + self.token_type_embeddings(token_type_ids))   # (B, N, C)
         return self.dropout(self.LayerNorm(x))
-
-
-class Packing:
-    """Where the real tokens of a padded batch are, computed once per forward.
-
-    The encoder works on the packed real tokens, a (T, C) matrix with T = attention_mask.sum():
-    every linear layer, LayerNorm and the feed-forward act on each token alone, so padding
-    would only cost arithmetic. Attention is the one step that needs the (B, N) layout: Q/K/V
-    are scattered into padded (B, H, N, D) tensors for the attention kernels, and the result is
-    gathered back. Without padding the packing is a free reshape of (B, N, C) to (B·N, C).
-    """
-
-    def __init__(self, attention_mask: torch.Tensor | None, batch: int, seq: int,
-                 device: torch.device):
-        self.batch, self.seq = batch, seq
-        if attention_mask is not None and attention_mask.shape != (batch, seq):
-            raise MinitfError(f"attention_mask has shape {tuple(attention_mask.shape)} but the "
-                              f"tokens are {(batch, seq)} (batch, seq)")
-        self.mask = None if attention_mask is None else key_padding_mask(attention_mask)
-        starts = torch.arange(batch, device=device) * seq          # flat index of (b, 0)
-        if self.mask is None:
-            self.index = None
-            self.cls_rows = starts                                 # (B,) rows of [CLS] in (T, C)
-        else:
-            flat = self.mask.reshape(-1)
-            self.index = flat.nonzero().squeeze(1)                 # (T,) flat b·N + n, real
-            # The packed row of (b, 0): real tokens up to and including it, minus one.
-            self.cls_rows = flat.cumsum(0)[starts] - 1
-
-    def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) → (T, C), the real tokens in row-major order."""
-        flat = x.reshape(self.batch * self.seq, x.shape[-1])
-        return flat if self.index is None else flat.index_select(0, self.index)
-
-    def unpack(self, x: torch.Tensor) -> torch.Tensor:
-        """(T, C) → (B, N, C), zeros at the padding positions."""
-        if self.index is not None:
-            x = x.new_zeros(self.batch * self.seq, x.shape[-1]).index_copy(0, self.index, x)
-        return x.view(self.batch, self.seq, -1)
-
-    def split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
-        """(T, H·D) → (B, H, N, D): each head sees its own D-wide slice of the projection."""
-        return self.unpack(x).view(self.batch, self.seq, heads, -1).transpose(1, 2)
-
-    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, N, D) → (T, H·D), the inverse of split_heads."""
-        merged = x.transpose(1, 2).reshape(self.batch, self.seq, -1)
-        return self.pack(merged)
 
 
 class BertSelfAttention(nn.Module):
@@ -513,12 +465,6 @@ def check_inputs(config: BertConfig, input_ids: torch.Tensor,
             int(token_type_ids.min()) < 0 or int(token_type_ids.max()) >= config.type_vocab_size):
         raise MinitfError(f"token_type_ids must be in [0, {config.type_vocab_size}); got values "
                           f"up to {int(token_type_ids.max())}")
-
-
-def key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
-    """The attention key-padding mask, True = a real token; None when nothing is padded (the
-    unmasked attention kernels are faster, and packing the tokens is then a free reshape)."""
-    return None if bool(attention_mask.all()) else attention_mask.bool()
 
 
 def num_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -288,10 +288,11 @@ def settings_max_length(config: dict, folder: Path) -> int:
     return int(min(value, 1 << 31))
 
 
-def settings_specials(config: dict) -> tuple[dict[str, str | None], list[str]]:
+def settings_specials(config: dict, defaults: dict[str, str] = DEFAULT_SPECIALS
+                      ) -> tuple[dict[str, str | None], list[str]]:
     """(special tokens by name, extra special tokens) from the settings, BERT's by default."""
     specials = {name: _token_text(config.get(name, default))
-                for name, default in DEFAULT_SPECIALS.items()}
+                for name, default in defaults.items()}
     extra = config.get("extra_special_tokens") or config.get("additional_special_tokens")
     return specials, [_token_text(t) for t in extra or []]
 

@@ -39,7 +39,7 @@ from benchmarks.common import (  # noqa: E402
     median_and_spread,
 )
 from minitf import BertModel, Tokenizer  # noqa: E402
-from minitf.encode import encode_texts  # noqa: E402
+from minitf.inference import encode_texts  # noqa: E402
 from minitf.paths import resolve_model_dir  # noqa: E402
 
 MODEL_ONLY = ["transformers eager", "transformers sdpa", "minitf reference", "minitf auto"]

@@ -139,8 +139,8 @@ class Tokenizer(BaseTokenizer):
         if not tokens:
             raise MinitfError(f"{vocab_file} is empty; it must list one token per line")
         config = read_settings(folder)
-        specials, extra = settings_specials(config)
         try:
+            specials, extra = settings_specials(config)
             return cls(
                 tokens,
                 do_lower_case=bool(config.get("do_lower_case", True)),
@@ -248,3 +248,22 @@ def _nfd(text: str) -> str:
     # U+11938 is a starter (combining class 0): NFD never reorders across it, so the pieces
     # around it can be decomposed on their own.
     return NFD_KEEP.join(unicodedata.normalize("NFD", part) for part in text.split(NFD_KEEP))
+
+
+def load_tokenizer(path: str | os.PathLike) -> BaseTokenizer:
+    """The tokenizer of a model directory (or a name resolve_model_dir knows), chosen by the
+    files present: spiece.model → SentencePieceTokenizer, vocab.txt → WordPiece Tokenizer."""
+    folder = resolve_model_dir(path)
+    spiece, vocab = folder / "spiece.model", folder / "vocab.txt"
+    wordpiece_class = str(read_settings(folder).get("tokenizer_class") or "").startswith("Bert")
+    if spiece.is_file() and not (vocab.is_file() and wordpiece_class):
+        from minitf.sentencepiece_tokenizer import SentencePieceTokenizer
+
+        return SentencePieceTokenizer.from_pretrained(folder)
+    if vocab.is_file():
+        return Tokenizer.from_pretrained(folder)
+    raise MinitfError(
+        f"{folder} holds no tokenizer: expected vocab.txt (WordPiece) or spiece.model "
+        "(SentencePiece); copy the model's tokenizer files there, or train one with "
+        "`minitf tokenizer train --input FILE --output DIR`"
+    )

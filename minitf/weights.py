@@ -37,23 +37,33 @@ HEADS = ("cls.", "classifier.")
 
 def read_checkpoint(directory: Path) -> dict[str, torch.Tensor]:
     """All tensors of the directory's safetensors file(s), by their checkpoint names."""
+    tensors: dict[str, torch.Tensor] = {}
+    for file in checkpoint_files(directory):
+        tensors.update(_read_safetensors(file))
+    return tensors
+
+
+def checkpoint_files(directory: Path) -> list[Path]:
+    """The safetensors file, or the shards its index lists (all checked to exist)."""
     single, index = directory / WEIGHTS_FILE, directory / INDEX_FILE
     if single.is_file():
-        return _read_safetensors(single)
+        return [single]
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
             shards = sorted(set(weight_map.values()))
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise MinitfError(f"{index}: not a valid safetensors index ({exc}); it needs a "
-                              "'weight_map' of tensor name → shard file") from None
-        tensors: dict[str, torch.Tensor] = {}
+        except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
+            raise MinitfError(f"{index}: not a valid safetensors index ({str(exc)[:200]}); it "
+                              "needs a 'weight_map' of tensor name → shard file") from None
         for shard in shards:
-            if not (directory / shard).is_file():
-                raise MinitfError(f"{index} lists shard {shard!r}, which is missing from "
+            # A shard is a file next to the index: no paths, so no reading outside `directory`.
+            if not isinstance(shard, str) or shard in ("", ".", "..") or Path(shard).name != shard:
+                raise MinitfError(f"{index} lists shard {str(shard)[:80]!r}, not a file name in "
+                                  f"{directory}; the weight_map names files next to the index")
+            if not _is_file(directory / shard):
+                raise MinitfError(f"{index} lists shard {shard[:80]!r}, which is missing from "
                                   f"{directory}; copy the complete checkpoint")
-            tensors.update(_read_safetensors(directory / shard))
-        return tensors
+        return [directory / shard for shard in shards]
     if any((directory / name).is_file() for name in PICKLE_FILES):
         raise MinitfError(
             f"{directory} holds a pickle checkpoint (pytorch_model.bin), which minitf refuses to "
@@ -69,6 +79,29 @@ def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise MinitfError(f"{file}: cannot read safetensors ({exc}). The file is truncated or "
                           "not a safetensors file; copy it again from the original") from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
+def refuse_oversized(config: BertConfig, tensors: dict[str, torch.Tensor], directory: Path
+                     ) -> None:
+    """Refuse a config.json describing an encoder with more parameters than the checkpoint has
+    values, before allocating it: a corrupted size such as vocab_size = 16777216 must not cost
+    gigabytes of memory to find out. (Pooler and heads are not counted: they may be new.)"""
+    h, i = config.hidden_size, config.intermediate_size
+    embeddings = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size
+                  + 2) * h
+    needed = embeddings + config.num_hidden_layers * (4 * h * h + 2 * h * i + 9 * h + i)
+    available = sum(t.numel() for t in tensors.values())
+    if needed > available:
+        raise MinitfError(f"{directory / 'config.json'} describes an encoder of {needed:,} "
+                          f"parameters, but the checkpoint holds only {available:,} values; "
+                          "config.json does not belong to these weights (or is corrupted)")
 
 
 def normalise_names(tensors: dict[str, torch.Tensor], model: nn.Module
@@ -112,10 +145,12 @@ def copy_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path,
     unexpected = [n for n in tensors if n not in expected]
     misshaped = [f"{n}: checkpoint {tuple(t.shape)} vs model {tuple(expected[n].shape)}"
                  for n, t in tensors.items() if n in expected and t.shape != expected[n].shape]
-    if missing or unexpected or misshaped:
+    not_float = [f"{n}: {t.dtype}" for n, t in tensors.items()
+                 if n in expected and not t.is_floating_point()]
+    if missing or unexpected or misshaped or not_float:
         lines = [f"{source}: the checkpoint does not match the model described by config.json"]
         for title, names in (("missing", missing), ("unexpected", unexpected),
-                             ("wrong shape", misshaped)):
+                             ("wrong shape", misshaped), ("not floating point", not_float)):
             if names:
                 lines.append(f"  {title} ({len(names)}): " + ", ".join(names[:8])
                              + (", ..." if len(names) > 8 else ""))
@@ -149,8 +184,9 @@ def load_pretrained(cls: type[nn.Module], path: str | Path, attn_backend: str = 
             raise MinitfError(f"{directory}: this classifier has {config.num_labels} labels "
                               f"({', '.join(config.id2label.values())}), not {num_labels}")
         config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
-    model = cls(config, attn_backend=attn_backend)
     checkpoint = read_checkpoint(directory)
+    refuse_oversized(config, checkpoint, directory)
+    model = cls(config, attn_backend=attn_backend)
     target = resolve_dtype(dtype, config, checkpoint, directory)
     tensors = normalise_names(checkpoint, model)
     pooler = model.checkpoint_prefix + "pooler."

@@ -12,11 +12,13 @@ import os
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+from minitf import model as M
 from minitf.attention import attention_weights
 from minitf.cli import main
 from minitf.config import BertConfig
@@ -33,6 +35,7 @@ WORDS = ("the cat sat on mat it was tired a dog ran fast and slept . , ! ? i lik
          "we 我 喜 很 好 sun warm fell asleep in to be or not").split()
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ed"]
 TEXT, PAIR = "The cat sat on the mat.", "It was tired, 我喜欢猫!"
+README_TEXT, README_PAIR = "The cat sat on the mat because it was tired.", "It fell asleep."
 
 
 def tiny_config(**kwargs: object) -> BertConfig:
@@ -61,6 +64,14 @@ def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = tiny_config(id2label={0: "negative", 1: "positive"})
     return save_tiny(tmp_path_factory.mktemp("tiny-classifier"),
                      BertForSequenceClassification(config))
+
+
+@pytest.fixture(scope="module")
+def masked_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not hasattr(M, "BertForMaskedLM"):
+        pytest.skip("minitf.model has no BertForMaskedLM yet")
+    torch.manual_seed(2)
+    return save_tiny(tmp_path_factory.mktemp("tiny-mlm"), M.BertForMaskedLM(tiny_config()))
 
 
 def reference_weights(directory: Path, text: str, pair: str | None, **kw: int) -> torch.Tensor:
@@ -108,6 +119,28 @@ def test_a_classifier_page_carries_its_prediction(classifier_dir: Path) -> None:
     assert data.prediction["labels"] == ["negative", "positive"]
     assert data.prediction["probs"] == pytest.approx(probs, abs=1e-6)
     assert data.prediction["predicted"] == ("positive" if probs[1] > probs[0] else "negative")
+
+
+def test_a_masked_lm_page_carries_the_fill_mask_predictions(masked_lm_dir: Path) -> None:
+    from minitf.tokenizer import Tokenizer
+
+    text = "The cat [MASK] on the [MASK]."
+    data = E.explore(masked_lm_dir, text)
+    assert E.model_kind(masked_lm_dir) == data.kind == "masked-lm"
+    model = M.BertForMaskedLM.from_pretrained(masked_lm_dir).eval()
+    batch = Tokenizer.from_pretrained(masked_lm_dir)([text])
+    with torch.no_grad():
+        probs = model(**batch).logits[0].softmax(-1)
+    masks = [i for i, t in enumerate(data.tokens) if t == "[MASK]"]
+    assert [m["position"] for m in data.fill_mask] == masks == [3, 6]
+    for found in data.fill_mask:
+        top = probs[found["position"]].topk(E.FILL_MASK_TOP)
+        assert [p for _, p in found["top"]] == pytest.approx(top.values.tolist(), abs=1e-6)
+        assert [t for t, _ in found["top"]] == [VOCAB[i] for i in top.indices.tolist()]
+    with warnings.catch_warnings():  # BertModel on a masked-LM checkpoint: "fresh pooler"
+        warnings.simplefilter("ignore")
+        expected = reference_weights(masked_lm_dir, text, None)
+    torch.testing.assert_close(attention_weights(data.q, data.k), expected, atol=1e-6, rtol=0)
 
 
 def test_the_file_is_self_contained_and_safe_with_any_text(encoder_dir: Path,
@@ -355,6 +388,18 @@ def test_a_classifier_page_shows_its_prediction(browser, classifier_dir: Path,
     assert console_problems(browser) == []
 
 
+def test_a_masked_lm_page_shows_the_fill_mask(browser, masked_lm_dir: Path,
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "mlm.html"
+    data = E.explore(masked_lm_dir, "The cat [MASK] on the mat.")
+    E.write_explorer(data, out)
+    open_page(browser, out)
+    box = browser.find_element("id", "prediction").text
+    token, prob = data.fill_mask[0]["top"][0]
+    assert "[MASK] #3" in box and f"{token} {prob:.3f}" in box
+    assert console_problems(browser) == []
+
+
 def test_a_512_token_input_stays_drawable(browser, encoder_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "long.html"
     text = " ".join(WORDS[i % 20] for i in range(600))
@@ -369,6 +414,11 @@ def test_a_512_token_input_stays_drawable(browser, encoder_dir: Path, tmp_path: 
     browser.find_element("css selector", "#views button[data-view='matrix']").click()
     browser.find_element("css selector", "#views button[data-view='math']").click()
     assert len(browser.find_elements("css selector", "#math-table td.p")) == 512
+    browser.find_element("css selector", "#views button[data-view='model']").click()
+    deadline = time.monotonic() + 60
+    while not browser.execute_script("return document.getElementById('mv-grid').dataset.done"):
+        assert time.monotonic() < deadline, "the model view did not finish drawing"
+        time.sleep(0.05)
     assert console_problems(browser) == []
 
 
@@ -394,5 +444,11 @@ def test_real_minilm_64_token_pair(browser, tmp_path: Path,
                                    atol=1e-6, rtol=0)
     assert console_problems(browser) == [] and network_requests(browser, out) == []
     browser.save_screenshot(str(tmp_path / "minilm.png"))
-    if os.environ.get("MINITF_UPDATE_SCREENSHOT"):  # regenerate docs/explorer.png
-        shutil.copy(tmp_path / "minilm.png", REPO / "docs" / "explorer.png")
+    if os.environ.get("MINITF_UPDATE_SCREENSHOT"):  # regenerate the README's docs/explorer.png
+        readme = tmp_path / "readme.html"
+        assert main(["attention", "--model", str(MINILM), "--text", README_TEXT, "--pair",
+                     README_PAIR, "--html", str(readme)]) == 0
+        open_page(browser, readme, "view=head&layer=3&heads=1,4,9&query=8")  # what "it" reads
+        browser.set_window_size(1280, 900)
+        browser.save_screenshot(str(REPO / "docs" / "explorer.png"))
+        browser.set_window_size(1280, 1000)

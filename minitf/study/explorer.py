@@ -2,8 +2,8 @@
 
     minitf attention --text "The cat sat on the mat." --pair "It was tired." --html explorer.html
 
-The page (minitf/study/explorer.html + explorer.js + explorer.css, inlined into one file with
-the data) has four views: the head view (lines from each query token to the keys it reads),
+The page (minitf/study/explorer.html, .css, .js and explorer_views.js, inlined into one file
+with the data) has four views: the head view (lines from each query token to the keys it reads),
 the model view (every layer × head as a small heat-map), the matrix view (one head's N × N
 weights) and "the math" (for one query and one head: q·k, ÷ √d_k, the mask, the softmax, the
 weighted sum of v, with the model's numbers and links to docs/attention.md). Nothing is loaded
@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch
 import torch.nn as nn
 
 from minitf.errors import MinitfError
-from minitf.paths import resolve_model_dir
+from minitf.paths import PACKAGED, packaged_model_dir, resolve_model_dir
 from minitf.study.heatmaps import unknown_words
 
 HERE = Path(__file__).resolve().parent
@@ -49,6 +48,8 @@ ATTENTION_DOC = HERE.parent.parent / "docs" / "attention.md"  # in a source chec
 # docs/attention.md's numbered sections that the page's steps link to.
 DOC_STEPS = {"qkv": 1, "heads": 2, "scores": 3, "mask": 4, "softmax": 5, "sum": 6}
 FILL_MASK_TOP = 5
+TITLE_TEXT = 90  # characters of the text (and of the pair) in the page's title
+SCRIPTS = ("explorer.js", "explorer_views.js")  # one script element, in this order
 KINDS = ("encoder", "classifier", "masked-lm")
 
 
@@ -160,12 +161,24 @@ def capture_qkv(model: nn.Module, batch: dict[str, torch.Tensor]
         for hook in hooks:
             hook.remove()
     heads, head_dim = layers[0].num_heads, layers[0].head_dim
+    real = batch["attention_mask"][0].bool()                     # (N,)
 
-    def per_head(name: str) -> torch.Tensor:  # L × (1, N, C) → (L, H, N, D)
-        return torch.stack([seen[(i, name)][0].reshape(-1, heads, head_dim).transpose(0, 1)
-                            for i in range(len(layers))]).float()
+    def per_head(name: str) -> torch.Tensor:  # L × (N, C) → (L, H, N, D)
+        return torch.stack([_positions(seen[(i, name)], real).reshape(-1, heads, head_dim)
+                            .transpose(0, 1) for i in range(len(layers))]).float()
 
     return out, per_head("query"), per_head("key"), per_head("value")
+
+
+def _positions(out: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """A projection's output for one text as (N, C), zeros at padding, as the model's own
+    split into heads has it: from (1, N, C), or from the packed real tokens (T, C)."""
+    if out.dim() == 3:
+        return out[0]
+    if out.shape[0] != int(real.sum()):
+        raise MinitfError(f"a projection gave {out.shape[0]} rows for {int(real.sum())} real "
+                          "tokens; minitf.study.explorer does not know this layout")
+    return out.new_zeros(real.shape[0], out.shape[-1]).index_copy(0, real.nonzero()[:, 0], out)
 
 
 def explore(model: str | Path, text: str, pair: str | None = None, max_length: int = 128,
@@ -216,7 +229,12 @@ def _pad(batch: dict[str, torch.Tensor], length: int, pad_id: int) -> dict[str, 
 
 def _title(model: str | Path, directory: Path, text: str, pair: str | None) -> str:
     name = directory.name if Path(model).expanduser().is_dir() else str(model)
-    return f"{name}: {text}" + (f"  ‖  {pair}" if pair else "")
+    for known in PACKAGED:  # a pip-installed model lives in a folder named "model"
+        if packaged_model_dir(known) == directory:
+            name = known
+    def short(s: str) -> str:  # the full text is in the token strip
+        return s if len(s) <= TITLE_TEXT else s[:TITLE_TEXT - 1].rstrip() + "…"
+    return f"{name}: {short(text)}" + (f"  ‖  {short(pair)}" if pair else "")
 
 
 def _prediction(logits: torch.Tensor, id2label: dict[int, str]) -> dict[str, Any]:
@@ -309,8 +327,12 @@ def render_html(data: ExplorerData, links: dict[str, str] | None = None) -> str:
     # how the HTML parser reads it; JSON strings can spell those characters as \u escapes.
     payload = payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     parts = {"/*STYLE*/": (HERE / "explorer.css").read_text(encoding="utf-8"),
-             "/*SCRIPT*/": (HERE / "explorer.js").read_text(encoding="utf-8"),
+             "/*SCRIPT*/": "\n".join((HERE / name).read_text(encoding="utf-8")
+                                     for name in SCRIPTS),
              "/*DATA*/": payload, "<!--TITLE-->": _escape(data.title)}
+    for name, closing in (("/*STYLE*/", "</style"), ("/*SCRIPT*/", "</script")):
+        if closing in parts[name].lower():  # it would end its element early
+            raise MinitfError(f"the explorer's {name.strip('/*').lower()} contains {closing}")
     for marker in parts:
         if template.count(marker) != 1:
             raise MinitfError(f"{HERE / 'explorer.html'} must hold {marker} exactly once")
@@ -328,12 +350,12 @@ def write_explorer(data: ExplorerData, path: str | Path) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     html = render_html(data, doc_links(path)).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open() keeps the umask's mode
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(html)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return len(html)

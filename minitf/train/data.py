@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,7 +313,8 @@ def label_names(examples: Examples) -> list[str]:
 
 
 def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
+    """An integer written in ASCII digits ("²" and "٣" pass str.isdigit, not this)."""
+    return re.fullmatch(r"-?[0-9]+", text) is not None
 
 
 def label_ids(examples: Examples, names: Sequence[str], skip_bad_rows: bool = False
@@ -339,6 +342,34 @@ def label_ids(examples: Examples, names: Sequence[str], skip_bad_rows: bool = Fa
     return examples, ids
 
 
+def label_values(examples: Examples, skip_bad_rows: bool = False
+                 ) -> tuple[Examples, list[float]]:
+    """Numeric labels (regression targets). A label that is not a finite number is a bad row."""
+    bad = BadRows(examples.source, skip_bad_rows)
+    keep, values = [], []
+    for i, label in enumerate(examples.labels):
+        value = _number(label)
+        if value is None:
+            bad.add(examples.lines[i] if examples.lines else i + 1,
+                    f"label {label!r} is not a number (a regression target must be one)")
+            continue
+        keep.append(i)
+        values.append(value)
+    skipped = bad.check()
+    if skipped:
+        examples = examples.subset(keep)
+        examples.skipped += skipped
+    return examples, values
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def split(examples: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
     """A seeded random split: (the rest, a held-out `fraction` of the rows)."""
     if not 0 < fraction < 1:
@@ -362,7 +393,8 @@ class Encoded:
 
     input_ids: list[torch.Tensor]       # per example, (n_i,) int64, [CLS] ... [SEP] (... [SEP])
     token_type_ids: list[torch.Tensor]  # per example, (n_i,) 0 for the text, 1 for the pair
-    labels: torch.Tensor                # (num_examples,) int64; -1 when unlabelled
+    labels: torch.Tensor                # (num_examples,) int64 class ids (-1: unlabelled),
+                                        # or float32 regression targets
     pad_token_id: int = 0
 
     def __len__(self) -> int:
@@ -395,8 +427,9 @@ class Encoded:
                 "labels": self.labels[list(indices)]}
 
 
-def encode(examples: Examples, tokenizer: Any, labels: Sequence[int] | None = None,
-           max_length: int = 128, chunk: int = 1024) -> Encoded:
+def encode(examples: Examples, tokenizer: Any,
+           labels: Sequence[int] | Sequence[float] | None = None, max_length: int = 128,
+           chunk: int = 1024) -> Encoded:
     """Tokenize every example once (truncating to max_length) and drop the padding again."""
     ids, types = [], []
     for start in range(0, len(examples), chunk):
@@ -407,8 +440,9 @@ def encode(examples: Examples, tokenizer: Any, labels: Sequence[int] | None = No
         for row, n in enumerate(batch["attention_mask"].sum(1).tolist()):
             ids.append(batch["input_ids"][row, :n].clone())
             types.append(batch["token_type_ids"][row, :n].clone())
-    label_tensor = torch.tensor(list(labels) if labels is not None else [-1] * len(ids),
-                                dtype=torch.int64)
+    labels = list(labels) if labels is not None else [-1] * len(ids)
+    regression = any(isinstance(y, float) for y in labels)
+    label_tensor = torch.tensor(labels, dtype=torch.float32 if regression else torch.int64)
     return Encoded(ids, types, label_tensor, int(getattr(tokenizer, "pad_token_id", 0)))
 
 

@@ -1,0 +1,25 @@
+"""`minitf export --format onnx --model DIR --output FILE`: a model directory as an ONNX file."""
+
+from __future__ import annotations
+
+import argparse
+
+from minitf.export import FORMATS, OPSET, export_onnx, load_for_export, output_names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", default="onnx", choices=FORMATS)
+    parser.add_argument("--model", required=True, help="model directory (an encoder, or a "
+                        "classifier: a config.json with id2label) or name")
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (default: "
+                        "%(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_for_export(args.model)
+    path = export_onnx(model, args.output, opset=args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): inputs "
+          f"input_ids, attention_mask, token_type_ids (batch, sequence) int64 → outputs "
+          f"{', '.join(output_names(model))}")
+    return 0

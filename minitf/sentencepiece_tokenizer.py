@@ -110,8 +110,8 @@ class SentencePieceTokenizer(BaseTokenizer):
         if not model_file.is_file():
             raise MinitfError(f"{model_file} is missing: a SentencePiece tokenizer needs it")
         config = read_settings(folder)
-        specials, extra = settings_specials(config, _ALBERT_DEFAULTS)
         try:
+            specials, extra = settings_specials(config, _ALBERT_DEFAULTS)
             return cls(model_file, do_lower_case=bool(config.get("do_lower_case", True)),
                        keep_accents=bool(config.get("keep_accents", False)),
                        model_max_length=settings_max_length(config, folder),

@@ -29,9 +29,11 @@ NO_FREEZE = FreezePlan("none", None)
 
 
 def load_tokenizer(directory: str | Path) -> Any:
-    """minitf's WordPiece tokenizer from a model directory (vocab.txt + tokenizer config)."""
-    from minitf.tokenizer import Tokenizer
-    return Tokenizer.from_pretrained(directory)
+    """The tokenizer of a model directory: WordPiece (vocab.txt) or SentencePiece
+    (spiece.model), as minitf.tokenizer.load_tokenizer chooses. One name for the recipes and
+    commands to call (and for tests to replace with a stand-in)."""
+    from minitf.tokenizer import load_tokenizer as load
+    return load(directory)
 
 
 def load_for_inference(model: str | Path, attn_backend: str = "auto",

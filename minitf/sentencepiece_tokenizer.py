@@ -94,8 +94,7 @@ class SentencePieceTokenizer(BaseTokenizer):
         self.keep_accents = keep_accents
         self._charsmap = Charsmap.from_model_file(self.model_file)
         # Every piece takes part in the Viterbi search, control pieces too, as in the reference.
-        self._scored = {piece: (i, scores[i]) for i, piece in enumerate(pieces)}
-        self._prefixes = {piece[:k] for piece in pieces for k in range(1, len(piece) + 1)}
+        self._trie = _build_trie(pieces, scores)
         self._unk_score = min(scores) - _UNK_PENALTY
         self._cache: dict[str, tuple[int, ...]] = {}
 
@@ -174,19 +173,22 @@ class SentencePieceTokenizer(BaseTokenizer):
         best = [0.0] * (n + 1)
         start = [-1] * (n + 1)
         piece = [0] * (n + 1)
-        scored, prefixes, unk = self._scored, self._prefixes, self.unk_token_id
+        trie, unk = self._trie, self.unk_token_id
         for s in range(n):
-            here, single = best[s], False
-            end = s + 1
-            while end <= n and word[s:end] in prefixes:
-                hit = scored.get(word[s:end])
-                if hit is not None:
-                    candidate = hit[1] + here
+            here, single, children, end = best[s], False, trie, s
+            # Walk the trie along word[s:]: each node reached is a prefix of some piece.
+            while end < n:
+                node = children.get(word[end])
+                if node is None:
+                    break
+                children, token, score = node
+                end += 1
+                if token >= 0:
+                    candidate = score + here
                     # Strictly better only: among ties the earliest start (longest piece) stays.
                     if start[end] < 0 or candidate > best[end]:
-                        best[end], start[end], piece[end] = candidate, s, hit[0]
+                        best[end], start[end], piece[end] = candidate, s, token
                     single = single or end == s + 1
-                end += 1
             if not single:  # no piece covers this character: [UNK]
                 candidate = self._unk_score + here
                 if start[s + 1] < 0 or candidate > best[s + 1]:
@@ -203,6 +205,21 @@ class SentencePieceTokenizer(BaseTokenizer):
         """The reference's decoding: "▁" becomes a space, the text's first space dropped."""
         text = "".join(tokens).replace(_SPACE, " ")
         return text[1:] if text.startswith(" ") else text
+
+
+def _build_trie(pieces: list[str], scores: list[float]) -> dict:
+    """Character trie of the pieces: char → (children, piece id or -1, score)."""
+    root: dict = {}
+    for i, text in enumerate(pieces):
+        children = root
+        for k, char in enumerate(text):
+            node = children.get(char)
+            if node is None:
+                node = children[char] = ({}, -1, 0.0)
+            if k == len(text) - 1:
+                node = children[char] = (node[0], i, scores[i])
+            children = node[0]
+    return root
 
 
 def _load(model_file: Path) -> spm.SentencePieceProcessor:

@@ -139,8 +139,8 @@ class Tokenizer(BaseTokenizer):
         if not tokens:
             raise MinitfError(f"{vocab_file} is empty; it must list one token per line")
         config = read_settings(folder)
-        specials, extra = settings_specials(config)
         try:
+            specials, extra = settings_specials(config)
             return cls(
                 tokens,
                 do_lower_case=bool(config.get("do_lower_case", True)),

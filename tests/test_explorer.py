@@ -414,6 +414,11 @@ def test_a_512_token_input_stays_drawable(browser, encoder_dir: Path, tmp_path: 
     browser.find_element("css selector", "#views button[data-view='matrix']").click()
     browser.find_element("css selector", "#views button[data-view='math']").click()
     assert len(browser.find_elements("css selector", "#math-table td.p")) == 512
+    browser.find_element("css selector", "#views button[data-view='model']").click()
+    deadline = time.monotonic() + 60
+    while not browser.execute_script("return document.getElementById('mv-grid').dataset.done"):
+        assert time.monotonic() < deadline, "the model view did not finish drawing"
+        time.sleep(0.05)
     assert console_problems(browser) == []
 
 

@@ -188,8 +188,9 @@ def _attn_fwd(
 # Host side: checks, forward launch, autograd
 # ----------------------------------------------------------------------------------------------
 def is_supported(q: torch.Tensor) -> bool:
-    """Whether fused_attention can run on a tensor like q right now (dtype, head dim, device)."""
-    if q.dim() != 4 or q.shape[-1] not in HEAD_DIMS:
+    """Whether fused_attention can run on a tensor like q right now (dtype, head dim, device,
+    and batch × heads within the CUDA grid limit, which the interpreter does not enforce)."""
+    if q.dim() != 4 or q.shape[-1] not in HEAD_DIMS or q.shape[0] * q.shape[1] > MAX_GRID_Y:
         return False
     if interpreting():
         return q.dtype in GPU_DTYPES + (torch.float64,)

@@ -1,13 +1,15 @@
 """minitf: a readable BERT-family encoder with a Triton fused-attention kernel.
 
-    from minitf import BertConfig, BertModel, BertForSequenceClassification, Tokenizer
+    from minitf import BertConfig, BertModel, BertForSequenceClassification, BertForMaskedLM
+    from minitf import Tokenizer
 """
 
 from minitf.config import BertConfig
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification, BertModel
+from minitf.model import BertForMaskedLM, BertForSequenceClassification, BertModel
 
-__all__ = ["BertConfig", "BertForSequenceClassification", "BertModel", "MinitfError", "Tokenizer"]
+__all__ = ["BertConfig", "BertForMaskedLM", "BertForSequenceClassification", "BertModel",
+           "MinitfError", "Tokenizer"]
 __version__ = "0.1.0"
 
 

@@ -14,6 +14,9 @@ Every backend takes `(batch, heads, seq, head_dim)` tensors and a key-padding ma
   (faster than the reference on CPU in benchmarks/encoder.py and benchmarks/attention.py;
   all three agree to fp32 rounding).
 
+`Packing` (at the end) is the bridge to an encoder that works on packed real tokens (T, C):
+it scatters them into the padded layout these functions take and gathers the result back.
+
 A query row whose keys are all masked out has no defined softmax (0/0); every backend returns
 zeros for such a row instead of NaN.
 """
@@ -185,3 +188,63 @@ def _triton_supports(q: torch.Tensor) -> bool:
     except ImportError:
         return False
     return is_supported(q)
+
+
+# ---------------------------------------------------------------------------------------------
+# The padded layout attention needs, for an encoder that works on packed real tokens
+# ---------------------------------------------------------------------------------------------
+
+
+def key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """The attention key-padding mask, True = a real token; None when nothing is padded (the
+    unmasked attention kernels are faster, and packing the tokens is then a free reshape)."""
+    return None if bool(attention_mask.all()) else attention_mask.bool()
+
+
+class Packing:
+    """Where the real tokens of a padded batch are, computed once per forward.
+
+    The encoder works on the packed real tokens, a (T, C) matrix with T = attention_mask.sum():
+    every linear layer, LayerNorm and the feed-forward act on each token alone, so padding
+    would only cost arithmetic. Attention is the one step that needs the (B, N) layout: each
+    layer scatters its input back to (B, N, C) once (unpack), projects Q/K/V there and splits
+    them into (B, H, N, D) heads for the attention kernels; the result is gathered back
+    (merge_heads). Without padding the packing is a free reshape of (B, N, C) to (B·N, C).
+    """
+
+    def __init__(self, attention_mask: torch.Tensor | None, batch: int, seq: int,
+                 device: torch.device):
+        self.batch, self.seq = batch, seq
+        if attention_mask is not None and attention_mask.shape != (batch, seq):
+            raise MinitfError(f"attention_mask has shape {tuple(attention_mask.shape)} but the "
+                              f"tokens are {(batch, seq)} (batch, seq)")
+        self.mask = None if attention_mask is None else key_padding_mask(attention_mask)
+        starts = torch.arange(batch, device=device) * seq          # flat index of (b, 0)
+        if self.mask is None:
+            self.index = None
+            self.cls_rows = starts                                 # (B,) rows of [CLS] in (T, C)
+        else:
+            flat = self.mask.reshape(-1)
+            self.index = flat.nonzero().squeeze(1)                 # (T,) flat b·N + n, real
+            # The packed row of (b, 0): real tokens up to and including it, minus one.
+            self.cls_rows = flat.cumsum(0)[starts] - 1
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) → (T, C), the real tokens in row-major order."""
+        flat = x.reshape(self.batch * self.seq, x.shape[-1])
+        return flat if self.index is None else flat.index_select(0, self.index)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, C) → (B, N, C), zeros at the padding positions."""
+        if self.index is not None:  # in place into fresh zeros: one write, no clone
+            x = x.new_zeros(self.batch * self.seq, x.shape[-1]).index_copy_(0, self.index, x)
+        return x.view(self.batch, self.seq, -1)
+
+    def split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
+        """(B, N, H·D) → (B, H, N, D): each head sees its own D-wide slice of the projection."""
+        return x.view(self.batch, self.seq, heads, -1).transpose(1, 2)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, N, D) → (T, H·D), the inverse of split_heads."""
+        merged = x.transpose(1, 2).reshape(self.batch, self.seq, -1)
+        return self.pack(merged)

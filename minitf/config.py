@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 from minitf.errors import MinitfError
 
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+# Upper bound on every size (vocab, hidden, layers, ...): far above any BERT, yet small enough
+# that products of two sizes cannot overflow a tensor's byte count.
+MAX_SIZE = 1 << 24
 
 
 @dataclass
@@ -30,6 +34,8 @@ class BertConfig:
     classifier_dropout: float | None = None
     # Classification heads: label names, saved so that predictions come back as names.
     id2label: dict[int, str] = field(default_factory=dict)
+    # The weights' dtype as config.json records it ("float32", "bfloat16", ...); set on save.
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
@@ -54,6 +60,9 @@ class BertConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise MinitfError(f"{source}: {name} must be a positive integer, got {value!r}")
+            if value > MAX_SIZE:
+                raise MinitfError(f"{source}: {name} = {value} is implausibly large (at most "
+                                  f"{MAX_SIZE:,}); is this config.json corrupted?")
         if self.hidden_size % self.num_attention_heads:
             raise MinitfError(
                 f"{source}: hidden_size ({self.hidden_size}) is not divisible by "
@@ -65,9 +74,16 @@ class BertConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise MinitfError(f"{source}: {name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.layer_norm_eps > 0:
+        if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
+            raise MinitfError(f"{source}: classifier_dropout must be in [0, 1) or null, got "
+                              f"{self.classifier_dropout}")
+        if not 0 < self.layer_norm_eps < math.inf:
             raise MinitfError(f"{source}: layer_norm_eps must be > 0, got {self.layer_norm_eps}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
+        if not 0 <= self.initializer_range < math.inf:
+            raise MinitfError(f"{source}: initializer_range must be a finite number >= 0, got "
+                              f"{self.initializer_range}")
+        pad = self.pad_token_id
+        if not isinstance(pad, int) or isinstance(pad, bool) or not 0 <= pad < self.vocab_size:
             raise MinitfError(f"{source}: pad_token_id {self.pad_token_id} is outside the "
                               f"vocabulary (size {self.vocab_size})")
 
@@ -77,6 +93,8 @@ class BertConfig:
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> BertConfig:
         _refuse_unsupported(raw, source)
         known = {f.name for f in fields(cls)}
+        if raw.get("dtype") is None and raw.get("torch_dtype") is not None:  # transformers 4
+            raw = {**raw, "dtype": raw["torch_dtype"]}
         kwargs = {k: v for k, v in raw.items() if k in known and v is not None or k == "id2label"}
         kwargs.setdefault("id2label", {})
         if kwargs["id2label"] is None:
@@ -100,9 +118,9 @@ class BertConfig:
                               "config.json, model.safetensors and vocab.txt")
         try:
             raw = json.loads(file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MinitfError(f"{file}: not valid JSON ({exc}); restore the file from the "
-                              "original model") from None
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, nesting too deep
+            raise MinitfError(f"{file}: not valid JSON ({str(exc)[:200]}); restore the file "
+                              "from the original model") from None
         if not isinstance(raw, dict):
             raise MinitfError(f"{file}: expected a JSON object of settings")
         return cls.from_dict(raw, source=str(file))
@@ -115,8 +133,9 @@ class BertConfig:
             del out["id2label"]
         else:
             out["label2id"] = self.label2id
-        if out["classifier_dropout"] is None:
-            del out["classifier_dropout"]
+        for name in ("classifier_dropout", "dtype"):
+            if out[name] is None:
+                del out[name]
         out.update(model_type="bert", position_embedding_type="absolute")
         return out
 
@@ -135,6 +154,9 @@ def _refuse_unsupported(raw: dict[str, Any], source: str) -> None:
     if position != "absolute":
         raise MinitfError(f"{source}: position_embedding_type {position!r} is not supported; "
                           "minitf implements absolute (learned) position embeddings only")
+    if raw.get("tie_word_embeddings") is False:
+        raise MinitfError(f"{source}: tie_word_embeddings=false is not supported; minitf's "
+                          "masked-LM decoder is the word-embedding matrix")
     for flag in ("is_decoder", "add_cross_attention"):
         if raw.get(flag):
             raise MinitfError(f"{source}: {flag}=true is not supported; minitf is an "

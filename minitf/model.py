@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minitf.attention import attention_weights, get_attention
+from minitf.attention import Packing, attention_weights, get_attention
 from minitf.config import BertConfig
 from minitf.errors import MinitfError
 
@@ -63,25 +63,35 @@ class BertSelfAttention(nn.Module):
         self.dropout_p = config.attention_probs_dropout_prob
         self.backend = backend
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, N, C = x.shape
-        # (B, N, C) → (B, H, N, D): each head sees its own D = C / H slice of the projections.
-        q, k, v = (proj(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-                   for proj in (self.query, self.key, self.value))
+    def forward(self, x: torch.Tensor, packing: Packing, cls_only: bool = False,
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (T, C) packed tokens → (T, C), or (B, C) for the [CLS] queries only (cls_only).
+
+        Keys and values always cover every token; with cls_only the queries are the B [CLS]
+        rows, so the score matrix is (B, H, 1, N) instead of (B, H, N, N). Q/K/V are projected
+        from x scattered back to (B, N, C) once: on CPU that measured faster than projecting
+        the T packed rows and scattering three projections (one scatter instead of three).
+        """
+        padded = packing.unpack(x)                                    # (B, N, C), 0 at padding
+        k, v = (packing.split_heads(proj(padded), self.num_heads)
+                for proj in (self.key, self.value))                   # (B, H, N, D)
+        if cls_only:
+            q = self.query(x[packing.cls_rows]).view(packing.batch, self.num_heads, 1, -1)
+        else:
+            q = packing.split_heads(self.query(padded), self.num_heads)  # (B, H, N, D)
 
         dropout_p = self.dropout_p if self.training else 0.0
         weights = None
         if output_attentions:
-            # Keep the (B, H, N, N) probabilities to hand back: the reference path, spelled out.
-            weights = attention_weights(q, k, key_padding_mask=mask)
-            out = torch.matmul(F.dropout(weights, dropout_p), v)               # (B, H, N, D)
+            # Keep the (B, H, Nq, N) probabilities to hand back: the reference path, spelled out.
+            weights = attention_weights(q, k, key_padding_mask=packing.mask)
+            out = torch.matmul(F.dropout(weights, dropout_p), v)      # (B, H, Nq, D)
         else:
             attend = get_attention(self.backend)
-            out = attend(q, k, v, key_padding_mask=mask, dropout_p=dropout_p)  # (B, H, N, D)
-
-        # Merge heads back: (B, H, N, D) → (B, N, H·D) = (B, N, C).
-        return out.transpose(1, 2).reshape(B, N, C), weights
+            out = attend(q, k, v, key_padding_mask=packing.mask, dropout_p=dropout_p)
+        if cls_only:
+            return out.reshape(packing.batch, -1), weights            # (B, C)
+        return packing.merge_heads(out), weights                      # (T, C)
 
 
 class BertAddNorm(nn.Module):
@@ -108,10 +118,11 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config, backend)
         self.output = BertAddNorm(config.hidden_size, config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.self(x, mask, output_attentions)
-        return self.output(attended, residual=x), weights
+    def forward(self, x: torch.Tensor, packing: Packing, cls_only: bool = False,
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.self(x, packing, cls_only, output_attentions)
+        residual = x[packing.cls_rows] if cls_only else x
+        return self.output(attended, residual=residual), weights
 
 
 class BertIntermediate(nn.Module):
@@ -135,25 +146,19 @@ ACTIVATIONS = {
 
 
 class BertLayer(nn.Module):
+    """One encoder layer on packed tokens (T, C); with cls_only its output is (B, C), the
+    [CLS] rows alone: all a classifier reads of the last layer."""
+
     def __init__(self, config: BertConfig, backend: str):
         super().__init__()
         self.attention = BertAttention(config, backend)
         self.intermediate = BertIntermediate(config)
         self.output = BertAddNorm(config.intermediate_size, config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, output_attentions: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, weights = self.attention(x, mask, output_attentions)
-        if mask is None:
-            return self.output(self.intermediate(x), residual=x), weights
-        # The feed-forward (two thirds of a layer's arithmetic) acts on each token alone, so it
-        # runs on the real tokens only: (T, C) with T = mask.sum(), not (B, N, C). Padding
-        # positions keep their attention output; nothing reads them (they are masked as keys),
-        # and their values in last_hidden_state are meaningless, as in any padded BERT.
-        real = x[mask]                                              # (T, C)
-        out = x.clone()
-        out[mask] = self.output(self.intermediate(real), residual=real)
-        return out, weights
+    def forward(self, x: torch.Tensor, packing: Packing, cls_only: bool = False,
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, weights = self.attention(x, packing, cls_only, output_attentions)
+        return self.output(self.intermediate(x), residual=x), weights
 
 
 class BertEncoder(nn.Module):
@@ -161,6 +166,30 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config, backend)
                                    for _ in range(config.num_hidden_layers))
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                start: int = 0, stop: int | None = None, cls_only: bool = False,
+                output_attentions: bool = False
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """Layers start..stop-1 on hidden (B, N, C) → (B, N, C), zeros at padding positions.
+
+        cls_only: the last layer run computes its queries, attention output and feed-forward
+        at position 0 only (keys and values over all tokens) and the result is (B, 1, C).
+        With start == stop nothing runs and `hidden` comes back as it is (a cached (B, 1, C)
+        [CLS] state passes through). Padding is removed once here and restored at the end.
+        """
+        stop = len(self.layer) if stop is None else stop
+        attentions: list[torch.Tensor] = []
+        if start < stop:
+            B, N, _ = hidden.shape
+            packing = Packing(attention_mask, B, N, hidden.device)
+            x = packing.pack(hidden)                                   # (T, C)
+            for i in range(start, stop):
+                x, weights = self.layer[i](x, packing, cls_only and i == stop - 1,
+                                           output_attentions)
+                attentions.append(weights)
+            hidden = x[:, None] if cls_only else packing.unpack(x)
+        return hidden, tuple(attentions) if output_attentions else None
 
 
 class BertPooler(nn.Module):
@@ -172,6 +201,39 @@ class BertPooler(nn.Module):
         return torch.tanh(self.dense(hidden[:, 0]))  # the [CLS] position, (B, C)
 
 
+class BertPredictionHeadTransform(nn.Module):
+    """The masked-LM head's first step: dense C → C, the activation, LayerNorm."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACTIVATIONS[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(x)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """transform, then scores over the vocabulary: decoder (the word-embedding matrix, tied by
+    the model) plus a per-token bias. Checkpoint names: cls.predictions.{transform.*, bias}."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(x)) + self.bias     # (..., V)
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+
 # ---------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------
@@ -179,8 +241,8 @@ class BertPooler(nn.Module):
 
 @dataclass
 class EncoderOutput:
-    last_hidden_state: torch.Tensor              # (B, N, C)
-    pooler_output: torch.Tensor                  # (B, C)
+    last_hidden_state: torch.Tensor              # (B, N, C), zeros at padding positions
+    pooler_output: torch.Tensor | None           # (B, C); None without a pooler
     attentions: tuple[torch.Tensor, ...] | None  # per layer (B, H, N, N), when asked for
 
 
@@ -191,14 +253,24 @@ class ClassifierOutput:
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+@dataclass
+class MaskedLMOutput:
+    logits: torch.Tensor                         # (B, N, V), or (M, V) at the labelled positions
+    loss: torch.Tensor | None = None
+
+
 class BertModel(nn.Module):
-    def __init__(self, config: BertConfig, attn_backend: str = "auto"):
+    # Checkpoint layout (minitf/weights.py): names without a prefix, no task head.
+    checkpoint_prefix, head_prefix, tied_weights = "", None, ()
+
+    def __init__(self, config: BertConfig, attn_backend: str = "auto",
+                 add_pooling_layer: bool = True):
         super().__init__()
         get_attention(attn_backend)  # fail now, not at the first forward, on a bad name
         self.config = config
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config, attn_backend)
-        self.pooler = BertPooler(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
     @property
@@ -210,35 +282,45 @@ class BertModel(nn.Module):
         for layer in self.encoder.layer:
             layer.attention.self.backend = backend
 
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """Checked token ids (B, N) → embeddings (B, N, C), the encoder's input."""
+        check_inputs(self.config, input_ids, token_type_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        return self.embeddings(input_ids, token_type_ids)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, output_attentions: bool = False
                 ) -> EncoderOutput:
-        check_inputs(self.config, input_ids, attention_mask, token_type_ids)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        mask = None if attention_mask is None else key_padding_mask(attention_mask)
-
-        x = self.embeddings(input_ids, token_type_ids)  # (B, N, C)
-        attentions = []
-        for layer in self.encoder.layer:
-            x, weights = layer(x, mask, output_attentions)
-            attentions.append(weights)
-        return EncoderOutput(x, self.pooler(x), tuple(attentions) if output_attentions else None)
+        hidden = self.embed(input_ids, token_type_ids)                          # (B, N, C)
+        hidden, attentions = self.encoder(hidden, attention_mask,
+                                          output_attentions=output_attentions)
+        pooled = None if self.pooler is None else self.pooler(hidden)
+        return EncoderOutput(hidden, pooled, attentions)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, attn_backend: str = "auto") -> BertModel:
-        """Load a Hugging Face BERT directory (config.json + model.safetensors)."""
+    def from_pretrained(cls, path: str | Path, attn_backend: str = "auto",
+                        dtype: torch.dtype | str | None = None) -> BertModel:
+        """Load a Hugging Face BERT directory (config.json + model.safetensors).
+
+        dtype None keeps the checkpoint's; a checkpoint without pooler weights (a masked-LM
+        one) gets a freshly initialised pooler, with a warning.
+        """
         from minitf.weights import load_pretrained
-        return load_pretrained(cls, path, attn_backend=attn_backend)
+        return load_pretrained(cls, path, attn_backend=attn_backend, dtype=dtype)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json + model.safetensors in the Hugging Face layout."""
+        """Write config.json + model.safetensors in the Hugging Face layout, in the model's
+        dtype."""
         from minitf.weights import save_pretrained
         save_pretrained(self, directory)
 
 
 class BertForSequenceClassification(nn.Module):
     """BERT + dropout + a linear layer on the pooled [CLS] vector, as Hugging Face's."""
+
+    checkpoint_prefix, head_prefix, tied_weights = "bert.", "classifier.", ()
 
     def __init__(self, config: BertConfig, attn_backend: str = "auto"):
         super().__init__()
@@ -250,22 +332,26 @@ class BertForSequenceClassification(nn.Module):
         self.classifier = nn.Linear(config.hidden_size, self.num_labels)
         init_weights(self.classifier, config.initializer_range)
 
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (B, N or 1, C) → logits (B, num_labels), from [CLS] alone."""
+        return self.classifier(self.dropout(self.bert.pooler(hidden)))
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_attentions: bool = False) -> ClassifierOutput:
-        encoded = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
-        logits = self.classifier(self.dropout(encoded.pooler_output))  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            if self.num_labels == 1:  # one output: regression, as Hugging Face does
-                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-            else:
-                loss = F.cross_entropy(logits, labels)
-        return ClassifierOutput(logits, loss, encoded.attentions)
+        # Only [CLS] of the last layer is read, so that layer runs cls_only (same numbers),
+        # unless the caller wants every layer's full attention maps.
+        hidden, attentions = self.bert.encoder(
+            self.bert.embed(input_ids, token_type_ids), attention_mask,
+            cls_only=not output_attentions, output_attentions=output_attentions)
+        logits = self.head(hidden)                                              # (B, labels)
+        loss = None if labels is None else classification_loss(logits, labels)
+        return ClassifierOutput(logits, loss, attentions)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, num_labels: int | None = None,
-                        attn_backend: str = "auto", allow_missing_head: bool = False
+                        attn_backend: str = "auto", allow_missing_head: bool = False,
+                        dtype: torch.dtype | str | None = None
                         ) -> BertForSequenceClassification:
         """Load a BERT directory as a classifier.
 
@@ -274,11 +360,72 @@ class BertForSequenceClassification(nn.Module):
         """
         from minitf.weights import load_pretrained
         return load_pretrained(cls, path, attn_backend=attn_backend, num_labels=num_labels,
+                               allow_missing_head=allow_missing_head, dtype=dtype)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from minitf.weights import save_pretrained
+        save_pretrained(self, directory)
+
+
+class BertForMaskedLM(nn.Module):
+    """BERT (no pooler) + the masked-LM head, whose decoder is the word-embedding matrix."""
+
+    checkpoint_prefix, head_prefix = "bert.", "cls.predictions."
+    tied_weights = ("cls.predictions.decoder.weight",)  # = bert.embeddings.word_embeddings
+
+    def __init__(self, config: BertConfig, attn_backend: str = "auto"):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, attn_backend, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+        self.cls.apply(lambda m: init_weights(m, config.initializer_range))
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None
+                ) -> MaskedLMOutput:
+        """Without labels: logits (B, N, V). With labels (B, N), -100 = not predicted: the
+        vocabulary projection (the largest matmul, C × V per token) runs only where labels are
+        set, logits are (M, V) in row-major order, and loss is their mean cross-entropy."""
+        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        if labels is None:
+            return MaskedLMOutput(self.cls.predictions(hidden))
+        if labels.shape != input_ids.shape:
+            raise MinitfError(f"labels has shape {tuple(labels.shape)} but input_ids has "
+                              f"{tuple(input_ids.shape)}")
+        chosen = labels != -100                                                 # (B, N)
+        logits = self.cls.predictions(hidden[chosen])                           # (M, V)
+        targets = labels[chosen]
+        # No labelled position: a zero loss that still backpropagates (mean of nothing is NaN).
+        loss = (F.cross_entropy(logits, targets) if targets.numel()
+                else logits.sum() * 0.0)
+        return MaskedLMOutput(logits, loss)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, attn_backend: str = "auto",
+                        dtype: torch.dtype | str | None = None,
+                        allow_missing_head: bool = False) -> BertForMaskedLM:
+        """Load a masked-LM directory; allow_missing_head=True also takes an encoder-only one
+        (e.g. to continue pre-training) and starts a fresh cls.predictions.* head."""
+        from minitf.weights import load_pretrained
+        return load_pretrained(cls, path, attn_backend=attn_backend, dtype=dtype,
                                allow_missing_head=allow_missing_head)
 
     def save_pretrained(self, directory: str | Path) -> None:
         from minitf.weights import save_pretrained
         save_pretrained(self, directory)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor,
+                        reduction: str = "mean") -> torch.Tensor:
+    """The sequence-classification loss, as Hugging Face defines it: logits (B, num_labels).
+
+    One output (num_labels == 1) is regression: MSE between logits[:, 0] and float labels.
+    Otherwise cross-entropy with integer class labels. reduction: "mean" or "sum".
+    """
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction=reduction)
+    return F.cross_entropy(logits, labels.long(), reduction=reduction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +448,7 @@ def init_weights(module: nn.Module, std: float) -> None:
 
 
 def check_inputs(config: BertConfig, input_ids: torch.Tensor,
-                 attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None) -> None:
+                 token_type_ids: torch.Tensor | None) -> None:
     """Turn the inputs an embedding lookup would choke on into messages that say what is wrong."""
     if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
         raise MinitfError(f"input_ids must be an integer tensor of shape (batch, seq), got "
@@ -315,20 +462,13 @@ def check_inputs(config: BertConfig, input_ids: torch.Tensor,
         bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0]
         raise MinitfError(f"token id {int(bad)} is outside the vocabulary (size "
                           f"{config.vocab_size}); was the text tokenized with this model's vocab?")
-    for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
-        if t is not None and t.shape != input_ids.shape:
-            raise MinitfError(f"{name} has shape {tuple(t.shape)} but input_ids has "
-                              f"{tuple(input_ids.shape)}")
+    if token_type_ids is not None and token_type_ids.shape != input_ids.shape:
+        raise MinitfError(f"token_type_ids has shape {tuple(token_type_ids.shape)} but "
+                          f"input_ids has {tuple(input_ids.shape)}")
     if token_type_ids is not None and token_type_ids.numel() and (
             int(token_type_ids.min()) < 0 or int(token_type_ids.max()) >= config.type_vocab_size):
         raise MinitfError(f"token_type_ids must be in [0, {config.type_vocab_size}); got values "
                           f"up to {int(token_type_ids.max())}")
-
-
-def key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
-    """The attention key-padding mask, True = a real token; None when nothing is padded (the
-    unmasked attention kernels are faster, and the feed-forward then needs no unpadding)."""
-    return None if bool(attention_mask.all()) else attention_mask.bool()
 
 
 def num_parameters(module: nn.Module, trainable_only: bool = False) -> int:

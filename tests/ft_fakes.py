@@ -78,8 +78,9 @@ def toy_rows(n: int, seed: int = 0, labels: tuple[str, str] = ("neg", "pos")
 
 
 def tiny_model_dir(path: Path, layers: int = 2, hidden: int = 32, seed: int = 0,
-                   dropout: float = 0.1) -> Path:
-    """A random BERT (hidden 32, 2 layers, 2 heads) saved as a base model with its vocab."""
+                   dropout: float = 0.1, head: bool = True) -> Path:
+    """A random BERT (hidden 32, 2 layers, 2 heads) saved with its vocab: as a 2-label
+    classifier, or (head=False) as a base model without a classifier."""
     torch.manual_seed(seed)
     vocab = SPECIALS + sorted(set(POSITIVE + NEGATIVE + FILLER))
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
@@ -87,7 +88,7 @@ def tiny_model_dir(path: Path, layers: int = 2, hidden: int = 32, seed: int = 0,
                         max_position_embeddings=64, hidden_dropout_prob=dropout,
                         attention_probs_dropout_prob=dropout)
     model = BertForSequenceClassification(config)
-    model.save_pretrained(path)
+    (model if head else model.bert).save_pretrained(path)
     FakeTokenizer(vocab).save_pretrained(path)
     return path
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from minitf.attention import (
+    Packing,
     attention_weights,
     get_attention,
     reference_attention,
@@ -126,11 +127,15 @@ def test_without_position_embeddings_the_whole_encoder_is_permutation_equivarian
 @pytest.mark.parametrize("d_k", [16, 64, 256, 1024])
 def test_scaling_by_one_over_sqrt_dk_keeps_logit_variance_near_one(d_k: int) -> None:
     # Unit-variance q and k: q·k is a sum of d_k products of variance 1, so its variance is d_k.
-    q, k = randn(1, 1, 256, d_k, seed=d_k), randn(1, 1, 256, d_k, seed=d_k + 1)
-    unscaled = (q @ k.transpose(-2, -1)).var().item()
-    scaled = (q @ k.transpose(-2, -1) / math.sqrt(d_k)).var().item()
-    assert 0.85 < scaled < 1.15                 # stays near 1 whatever d_k is
-    assert 0.85 * d_k < unscaled < 1.15 * d_k   # grows with d_k
+    # minitf's softmax hides the logits, but log(weight) = logit - logsumexp(row): within a row
+    # the log-weights vary exactly as the logits do (float64, so no weight underflows to 0).
+    q, k = (randn(1, 1, 256, d_k, seed=d_k + i, dtype=torch.float64) for i in (0, 1))
+
+    def logit_variance(**scale: float) -> float:
+        return attention_weights(q, k, **scale).log().var(dim=-1).mean().item()
+
+    assert 0.85 < logit_variance() < 1.15                        # minitf's default: near 1
+    assert 0.85 * d_k < logit_variance(sm_scale=1.0) < 1.15 * d_k  # unscaled: grows with d_k
 
 
 def test_without_scaling_the_softmax_saturates_as_dk_grows() -> None:
@@ -156,8 +161,9 @@ def test_multi_head_attention_is_the_concatenation_of_independent_single_head_at
     layer = BertSelfAttention(config, backend="reference").eval()
     x = randn(2, 5, config.hidden_size, seed=3)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    packing = Packing(mask, 2, 5, x.device)  # the layer works on the 8 real tokens, (T, C)
     with torch.no_grad():
-        multi, _ = layer(x, mask, output_attentions=False)
+        multi = packing.unpack(layer(packing.pack(x), packing)[0])  # (B, N, C), 0 at padding
 
         heads = []
         d = config.head_dim
@@ -166,7 +172,7 @@ def test_multi_head_attention_is_the_concatenation_of_independent_single_head_at
             q, k, v = (torch.nn.functional.linear(x, p.weight[rows], p.bias[rows])[:, None]
                        for p in (layer.query, layer.key, layer.value))  # (B, 1, N, D)
             heads.append(reference_attention(q, k, v, mask)[:, 0])    # (B, N, D)
-    torch.testing.assert_close(multi, torch.cat(heads, dim=-1))
+    torch.testing.assert_close(multi[mask], torch.cat(heads, dim=-1)[mask])
 
 
 # ---------------------------------------------------------------------------------------------

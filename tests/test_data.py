@@ -108,6 +108,33 @@ def test_label_unseen_in_training_is_a_bad_row(tmp_path):
     assert ex.texts == ["a"] and ids == [1] and ex.skipped == 1
 
 
+@pytest.mark.parametrize("odd", ["²", "٣", "1²", "-²"])
+def test_digit_like_labels_are_names_not_a_traceback(tmp_path, odd):
+    """str.isdigit() is true for "²" but int("²") fails: such labels are plain names, and a
+    training label set of integers meeting one in validation is a bad row at file:line."""
+    f = write(tmp_path / "t.csv", f"text,label\na,{odd}\nb,1\nc,2\n")
+    ex = D.read_examples(f)
+    names = D.label_names(ex)
+    assert set(names) == {odd, "1", "2"}
+    _, ids = D.label_ids(ex, names)
+    assert [names[i] for i in ids] == [odd, "1", "2"]
+    v = write(tmp_path / "v.csv", f"text,label\na,1\nb,{odd}\n")
+    with pytest.raises(MinitfError, match=f"v.csv:3: label '{odd}' was not seen in training"):
+        D.label_ids(D.read_examples(v), ["1", "2"])
+
+
+def test_regression_labels_are_finite_numbers(tmp_path):
+    f = write(tmp_path / "r.csv", "text,score\na,0.5\nb,-2\nc,1e1\nd,²\ne,nan\n")
+    ex = D.read_examples(f, label_column="score")
+    with pytest.raises(MinitfError, match=r"r.csv:5: label '²' is not a number(.|\n)*"
+                                          r"r.csv:6: label 'nan'"):
+        D.label_values(ex)
+    kept, values = D.label_values(ex, skip_bad_rows=True)
+    assert values == [0.5, -2.0, 10.0] and kept.skipped == 2
+    encoded = D.encode(kept, FakeTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]), values)
+    assert encoded.labels.dtype == torch.float32
+
+
 def test_unknown_extension_and_missing_file(tmp_path):
     with pytest.raises(MinitfError, match="no such file"):
         D.read_examples(tmp_path / "nope.csv")

@@ -11,7 +11,6 @@ from minitf.train import data as D
 from minitf.train.freeze import (
     PrefixCache,
     classifier_logits,
-    cls_only_layer,
     freeze,
     parse_policy,
     prefix_hidden,
@@ -82,15 +81,29 @@ def test_split_forward_equals_the_model(setup, policy):
     freeze(model, "none")
 
 
-def test_cls_only_layer_matches_the_full_layer(setup):
+def test_cls_only_last_layer_matches_the_full_layer(setup):
     model, data = setup
     model.eval()
     batch = data.collate([1, 2, 3, 40])
     x = prefix_hidden(model, batch, 1)
-    mask = batch["attention_mask"].bool()
-    full, _ = model.bert.encoder.layer[1](x, mask)
-    torch.testing.assert_close(cls_only_layer(model.bert.encoder.layer[1], x, mask),
-                               full[:, :1], rtol=1e-5, atol=1e-6)
+    mask = batch["attention_mask"]
+    encoder = model.bert.encoder
+    full, _ = encoder(x, mask, start=1)
+    cls, _ = encoder(x, mask, start=1, cls_only=True)
+    assert cls.shape == (4, 1, 32)
+    torch.testing.assert_close(cls, full[:, :1], rtol=1e-5, atol=1e-6)
+
+
+def test_the_classifier_forward_goes_through_the_split_encoder(setup, monkeypatch):
+    """classifier_logits is the model's forward, not a copy: break the encoder, break both."""
+    model, data = setup
+    batch = data.collate([1, 2])
+    plan = parse_policy("layers:1", 2)
+    monkeypatch.setattr(model.bert.encoder.layer[1].output, "forward",
+                        lambda x, residual: torch.zeros_like(residual))
+    model.eval()
+    out = classifier_logits(model, batch, plan)
+    torch.testing.assert_close(out, model.head(torch.zeros(2, 1, 32)))
 
 
 def test_cache_stores_unpadded_prefix_outputs(setup):

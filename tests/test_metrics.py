@@ -1,5 +1,7 @@
 """Metrics on inputs whose answers are known by hand."""
 
+import random
+
 import pytest
 
 from minitf.train.metrics import (
@@ -7,6 +9,7 @@ from minitf.train.metrics import (
     confusion_matrix,
     format_report,
     majority_baseline,
+    regression_metrics,
 )
 
 
@@ -50,3 +53,35 @@ def test_report_mentions_every_class():
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError):
         confusion_matrix([0, 1], [0], 2)
+
+
+def test_macro_f1_matches_scikit_learn_on_random_small_cases():
+    """Including classes absent from both truth and predictions (not counted, as sklearn)."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = random.Random(0)
+    absent_seen = 0
+    for _ in range(200):
+        k = rng.randint(2, 6)
+        n = rng.randint(1, 12)
+        used = rng.sample(range(k), rng.randint(1, k))  # some classes may never appear
+        y_true = [rng.choice(used) for _ in range(n)]
+        y_pred = [rng.choice(used) if rng.random() < 0.8 else rng.randrange(k) for _ in range(n)]
+        absent_seen += len(set(range(k)) - set(y_true) - set(y_pred)) > 0
+        mine = classification_metrics(y_true, y_pred, [f"c{i}" for i in range(k)])
+        theirs = sklearn_metrics.f1_score(y_true, y_pred, average="macro", zero_division=0)
+        assert mine["macro_f1"] == pytest.approx(theirs, abs=1e-12), (y_true, y_pred, k)
+        assert mine["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(y_true, y_pred))
+    assert absent_seen > 20  # the cases did exercise absent classes
+
+
+def test_a_class_absent_from_truth_and_predictions_is_not_counted():
+    m = classification_metrics([0, 0, 1], [0, 0, 1], ["a", "b", "c"])
+    assert m["macro_f1"] == 1.0 and m["per_class"]["c"]["support"] == 0
+
+
+def test_regression_metrics_by_hand():
+    m = regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 5.0])
+    assert m["n"] == 3 and m["mse"] == pytest.approx(4 / 3) and m["mae"] == pytest.approx(2 / 3)
+    # r = cov / (σ_t σ_p): t - t̄ = (-1, 0, 1), p - p̄ = (-5/3, -2/3, 7/3)
+    assert m["pearson"] == pytest.approx(4 / (2 ** 0.5 * (78 / 9) ** 0.5))
+    assert regression_metrics([1.0, 1.0], [0.0, 2.0])["pearson"] == 0.0  # constant truth

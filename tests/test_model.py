@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from minitf import BertConfig, BertForSequenceClassification, BertModel, MinitfError
+from minitf.model import classification_loss
 
 CONFIG = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=64, max_position_embeddings=24)
@@ -121,14 +122,60 @@ def test_unknown_backend_is_refused_when_the_model_is_built():
         BertModel(CONFIG, attn_backend="flash")
 
 
-def test_the_feed_forward_runs_on_real_tokens_only(model):
+def test_the_layers_after_attention_run_on_real_tokens_only(model):
     ids, mask = random_batch()  # 3 × 10 positions, 10 + 7 + 2 = 19 real tokens
     seen = []
-    hook = model.encoder.layer[0].intermediate.register_forward_hook(
-        lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    layer = model.encoder.layer[1]
+    modules = (layer.attention.self.query, layer.attention.self.key, layer.attention.output,
+               layer.intermediate, layer.output)
+    hooks = [m.register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].shape[:-1])) for m in modules]
     try:
         model(ids, mask)
-        model(ids)  # no padding: the whole (B, N, C) block
+        model(ids)  # no padding: all 30 positions, (B, N) for Q/K/V, rows after
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == [(3, 10), (3, 10), (19,), (19,), (19,)] + [(3, 10)] * 2 + [(30,)] * 3
+
+
+def test_padding_positions_of_the_output_are_zero(model):
+    ids, mask = random_batch()
+    hidden = model(ids, mask).last_hidden_state
+    assert (hidden[~mask.bool()] == 0).all() and (hidden[mask.bool()] != 0).any()
+
+
+def test_classification_loss_is_cross_entropy_or_regression():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    labels = torch.tensor([0, 2])
+    expected = -(torch.log_softmax(logits, -1)[[0, 1], [0, 2]])
+    torch.testing.assert_close(classification_loss(logits, labels), expected.mean())
+    torch.testing.assert_close(classification_loss(logits, labels, "sum"), expected.sum())
+    scores = torch.tensor([[0.5], [2.0]])  # num_labels == 1: regression on float targets
+    torch.testing.assert_close(classification_loss(scores, torch.tensor([1, 0])),
+                               torch.tensor((0.25 + 4.0) / 2))
+
+
+def test_the_classifier_forward_reads_the_last_layer_at_cls_only():
+    torch.manual_seed(0)
+    classifier = BertForSequenceClassification(CONFIG).eval()
+    ids, mask = random_batch()
+    seen = []
+    hook = classifier.bert.encoder.layer[-1].intermediate.register_forward_hook(
+        lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    try:
+        fast = classifier(ids, mask).logits
+        full = classifier(ids, mask, output_attentions=True)  # full layers for the maps
     finally:
         hook.remove()
-    assert seen == [(19, 32), (3, 10, 32)]
+    assert seen == [3, 19]  # 3 [CLS] rows, then all 19 real tokens
+    torch.testing.assert_close(fast, full.logits, atol=1e-6, rtol=1e-5)
+    assert full.attentions[-1].shape == (3, 4, 10, 10)
+    pooled = classifier.bert.pooler(classifier.bert(ids, mask).last_hidden_state)
+    torch.testing.assert_close(fast, classifier.classifier(pooled), atol=1e-6, rtol=1e-5)
+
+
+def test_a_model_without_pooler_has_no_pooler_output():
+    model = BertModel(CONFIG, add_pooling_layer=False)
+    assert model.pooler is None and not any(n.startswith("pooler.") for n in model.state_dict())
+    assert model(*random_batch()).pooler_output is None

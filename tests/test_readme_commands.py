@@ -23,6 +23,10 @@ reader pastes it into a terminal after `make demo` has created .venv:
 * one test per block, marked `slow`; the time limit per block is MINITF_README_TIMEOUT seconds
   (default 900).
 
+A ```python block after the marker is run the same way, as one script fed to that Python's
+stdin (`python -` in the scratch directory, so `import minitf` finds the checkout's package):
+the README's Python examples are tested too.
+
 Blocks without the marker are documentation only and never run.
 """
 
@@ -42,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 MARKER = "<!-- tested -->"
 FENCES = ("```bash", "```sh", "```shell")
+PYTHON_FENCE = "```python"
 SKIPPED_PROGRAMS = ("make", "torchrun", "pip", "pip3", "git", "cd", "sudo", "apt-get", "apt")
 TIMEOUT = int(os.environ.get("MINITF_README_TIMEOUT", "900"))
 
@@ -52,6 +57,7 @@ class Block:
     line: int            # 1-based line of the opening fence
     commands: list[str]  # logical commands (continuation lines joined), comments dropped
     skipped: list[str]   # commands left out (see SKIPPED_PROGRAMS)
+    language: str = "bash"  # or "python": commands is then the one script
 
     @property
     def name(self) -> str:
@@ -82,19 +88,26 @@ def find_tested_blocks(markdown: str) -> list[Block]:
             j = i + 1
             while j < len(lines) and not lines[j].strip():
                 j += 1
-            if j == len(lines) or lines[j].strip() not in FENCES:
+            fence = lines[j].strip() if j < len(lines) else ""
+            if fence not in (*FENCES, PYTHON_FENCE):
                 raise ValueError(f"README.md line {i + 1}: {MARKER} must be followed by a "
-                                 f"```bash block")
+                                 f"```bash or ```python block")
             body, k = [], j + 1
             while k < len(lines) and lines[k].strip() != "```":
                 body.append(lines[k])
                 k += 1
-            commands = logical_commands(body)
-            blocks.append(Block(heading, j + 1, [c for c in commands if not is_skipped(c)],
-                                [c for c in commands if is_skipped(c)]))
+            blocks.append(make_block(heading, j + 1, body, fence == PYTHON_FENCE))
             i = k
         i += 1
     return blocks
+
+
+def make_block(heading: str, line: int, body: list[str], python: bool) -> Block:
+    if python:
+        return Block(heading, line, ["\n".join(body) + "\n"], [], "python")
+    commands = logical_commands(body)
+    return Block(heading, line, [c for c in commands if not is_skipped(c)],
+                 [c for c in commands if is_skipped(c)])
 
 
 def blocks_open(lines: list[str], index: int) -> bool:
@@ -174,12 +187,20 @@ minitf never-run
 torchrun --nproc-per-node 2 train.py
 python -m pip install -e .
 ```
+
+## Python
+<!-- tested -->
+```python
+import minitf
+# a comment, not a heading
+print(minitf.__name__)
+```
 """
 
 
 def test_the_readme_parser_finds_marked_blocks_and_joins_continuations() -> None:
     blocks = find_tested_blocks(SAMPLE)
-    assert [b.heading for b in blocks] == ["Study", "Fine-tune"]
+    assert [b.heading for b in blocks] == ["Study", "Fine-tune", "Python"]
     assert blocks[0].commands == [
         '.venv/bin/minitf attention --text "Hi there." --head 0 -o attn.png',
         "python -c \"print('ok')\"",
@@ -189,10 +210,13 @@ def test_the_readme_parser_finds_marked_blocks_and_joins_continuations() -> None
     assert blocks[1].skipped == ["torchrun --nproc-per-node 2 train.py",
                                  "python -m pip install -e ."]
     assert blocks[0].name == "study-line6"
+    assert blocks[2].language == "python" and blocks[2].skipped == []
+    assert blocks[2].commands == ["import minitf\n# a comment, not a heading\n"
+                                  "print(minitf.__name__)\n"]
 
 
 def test_a_marker_without_a_shell_block_is_an_error() -> None:
-    with pytest.raises(ValueError, match="must be followed by a ```bash block"):
+    with pytest.raises(ValueError, match="must be followed by a ```bash or ```python block"):
         find_tested_blocks("<!-- tested -->\nplain text\n")
 
 
@@ -214,10 +238,13 @@ def test_readme_block_runs_as_written(block: Block | None, tmp_path: Path) -> No
         pytest.skip(f"every command of README.md line {block.line} is run elsewhere: "
                     f"{block.skipped}")
     root = mirror_repository(tmp_path)
-    script = "set -eo pipefail\n" + "\n".join(
-        f"echo {shlex.quote('+ ' + c)} >&2\n{c}" for c in block.commands)
+    if block.language == "python":  # as pasted into `python` started in the repository root
+        command, script = [sys.executable, "-"], block.commands[0]
+    else:
+        command, script = ["bash", "-c", "set -eo pipefail\n" + "\n".join(
+            f"echo {shlex.quote('+ ' + c)} >&2\n{c}" for c in block.commands)], None
     try:
-        result = subprocess.run(["bash", "-c", script], cwd=root, env=readme_env(tmp_path),
+        result = subprocess.run(command, cwd=root, env=readme_env(tmp_path), input=script,
                                 capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"README.md line {block.line} ({block.heading}) ran over {TIMEOUT} s "

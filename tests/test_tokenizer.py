@@ -345,7 +345,7 @@ def test_cased_vocab_tokens(tmp_path):
 
 
 def test_missing_directory_is_named(tmp_path):
-    with pytest.raises(MinitfError, match="does not exist"):
+    with pytest.raises(MinitfError, match="'.*nowhere' not found: not a directory"):
         Tokenizer.from_pretrained(tmp_path / "nowhere")
 
 
@@ -401,3 +401,16 @@ def test_bad_arguments_are_named():
         small(["a", 3])
     with pytest.raises(MinitfError, match="id 99 is not in the vocabulary"):
         small.decode([2, 99])
+
+
+@needs_model
+@pytest.mark.parametrize("name", ["all-MiniLM-L6-v2", "minilm"])
+def test_from_pretrained_resolves_model_names_like_the_model(name, monkeypatch):
+    """Issue 9.4: a name that BertModel.from_pretrained accepts works for the tokenizer too."""
+    from minitf.paths import resolve_model_dir
+
+    monkeypatch.delenv("MINITF_WEIGHTS", raising=False)
+    tok = Tokenizer.from_pretrained(name)
+    assert tok.vocab_size == 30522
+    assert tok.encode("hello world") == Tokenizer.from_pretrained(
+        resolve_model_dir(name)).encode("hello world") == [101, 7592, 2088, 102]

@@ -196,3 +196,44 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, hf_base_d
     monkeypatch.undo()
     model.save_pretrained(target)
     assert (target / "vocab.txt").read_text() == "[PAD]\n"
+
+
+@pytest.fixture(scope="module", params=[torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def hf_half_dir(request, tmp_path_factory):
+    torch.manual_seed(2)
+    directory = tmp_path_factory.mktemp("hf_half")
+    transformers.BertModel(transformers.BertConfig(**HF_CONFIG)).to(request.param) \
+        .save_pretrained(directory)
+    return directory, request.param
+
+
+def test_a_half_precision_checkpoint_keeps_its_dtype_unless_asked(tmp_path, hf_half_dir):
+    directory, dtype = hf_half_dir
+    stored = load_file(directory / "model.safetensors")
+    model = BertModel.from_pretrained(directory)  # dtype=None: the checkpoint's, as transformers
+    assert {p.dtype for p in model.parameters()} == {dtype}
+    assert torch.equal(model.pooler.dense.weight, stored["pooler.dense.weight"])
+    assert transformers.BertModel.from_pretrained(directory).dtype == dtype
+    for asked in (torch.float32, "fp32", "float32"):
+        wide = BertModel.from_pretrained(directory, dtype=asked)
+        assert wide.pooler.dense.weight.dtype == torch.float32
+        assert torch.equal(wide.pooler.dense.weight, stored["pooler.dense.weight"].float())
+    # Saved in the model's dtype, recorded as transformers records it.
+    model.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["dtype"] == \
+        str(dtype).removeprefix("torch.")
+    assert load_file(tmp_path / "again" / "model.safetensors")["pooler.dense.weight"].dtype \
+        == dtype
+    assert transformers.BertModel.from_pretrained(tmp_path / "again").dtype == dtype
+    wide.save_pretrained(tmp_path / "wide")
+    assert BertModel.from_pretrained(tmp_path / "wide").pooler.dense.weight.dtype == torch.float32
+
+
+def test_dtype_names_and_bad_dtypes(hf_base_dir):
+    assert BertModel.from_pretrained(hf_base_dir).embeddings.LayerNorm.weight.dtype \
+        == torch.float32
+    for asked, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16),
+                         (torch.bfloat16, torch.bfloat16)):
+        assert BertModel.from_pretrained(hf_base_dir, dtype=asked).pooler.dense.bias.dtype == dtype
+    with pytest.raises(MinitfError, match="dtype 'int8' is not supported"):
+        BertModel.from_pretrained(hf_base_dir, dtype="int8")

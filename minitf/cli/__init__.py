@@ -13,12 +13,15 @@ from minitf.errors import MinitfError
 
 COMMANDS = {
     # name: (module, one-line help)
-    "demo": ("minitf.recipes.demo", "run the main job end to end on the real MiniLM weights"),
-    "encode": ("minitf.encode", "print sentence embeddings and their cosine similarities"),
+    "demo": ("minitf.cli.demo", "run the main job end to end on the real MiniLM weights"),
+    "encode": ("minitf.cli.encode", "print sentence embeddings and their cosine similarities"),
     "finetune": ("minitf.cli.finetune", "fine-tune a BERT classifier on a CSV/TSV/JSONL file"),
-    "evaluate": ("minitf.evaluate", "evaluate a fine-tuned classifier on a labelled file"),
-    "predict": ("minitf.predict", "predict labels for texts or a file"),
-    "attention": ("minitf.study.heatmaps", "draw attention heat-maps for a text"),
+    "evaluate": ("minitf.cli.evaluate", "evaluate a fine-tuned classifier on a labelled file"),
+    "predict": ("minitf.cli.predict", "predict labels for texts or a file"),
+    "attention": ("minitf.cli.attention", "attention heat-maps, or an explorer page (--html)"),
+    "pretrain": ("minitf.cli.pretrain", "pre-train a BERT (masked LM) on plain text"),
+    "fill-mask": ("minitf.cli.fill_mask", "the most likely tokens at each [MASK] of a text"),
+    "tokenizer": ("minitf.cli.tokenizer", "train a SentencePiece tokenizer on plain text"),
     "export": ("minitf.cli.export", "export an encoder or classifier to ONNX"),
 }
 

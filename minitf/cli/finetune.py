@@ -9,7 +9,9 @@ import argparse
 import sys
 from dataclasses import fields
 
-from minitf.recipes.finetune import FinetuneConfig, finetune
+from minitf.cli.common import add_backend_argument
+from minitf.lora import TARGETS
+from minitf.recipes.finetune import SELECT_METRICS, FinetuneConfig, finetune
 from minitf.train import data as D
 from minitf.train.freeze import POLICIES
 
@@ -27,7 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
                         help="hold out this fraction of --train as test data (no --test)")
     parser.add_argument("--max-train-samples", type=int, help="train on a seeded subset")
-    data = parser.add_argument_group("data columns and format")
+    add_data_arguments(parser.add_argument_group("data columns and format"), d)
+    add_recipe_arguments(parser.add_argument_group("the recipe"), d)
+    add_lora_arguments(parser.add_argument_group("LoRA adapters (minitf/lora.py)"), d)
+    add_run_arguments(parser.add_argument_group("running"), d)
+
+
+def add_data_arguments(data: argparse._ArgumentGroup, d: FinetuneConfig) -> None:
     data.add_argument("--text-column", help=f"default: first of {', '.join(D.TEXT_COLUMNS)}")
     data.add_argument("--text-pair-column", dest="pair_column",
                       help="second text of sentence pairs (default: sentence2 / #2 String "
@@ -39,7 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       choices=("strict", "replace"), help="replace: undecodable bytes → U+FFFD")
     data.add_argument("--skip-bad-rows", action="store_true",
                       help="skip (and count) malformed rows instead of stopping")
-    recipe = parser.add_argument_group("the recipe")
+    data.add_argument("--regression", action="store_true",
+                      help="the labels are numbers: train one output with MSE")
+
+
+def add_recipe_arguments(recipe: argparse._ArgumentGroup, d: FinetuneConfig) -> None:
     recipe.add_argument("--epochs", type=int, default=d.epochs)
     recipe.add_argument("--batch-size", type=int, default=d.batch_size)
     recipe.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
@@ -55,18 +67,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--patience", type=int, default=d.patience,
                         help="stop after N epochs without improvement (0: never)")
     recipe.add_argument("--select-metric", default=d.select_metric,
-                        choices=("accuracy", "macro_f1"), help="picks the best checkpoint")
-    run_group = parser.add_argument_group("running")
+                        choices=("auto", *SELECT_METRICS), help="picks the best checkpoint "
+                        "(auto: accuracy; loss for --regression)")
+
+
+def add_lora_arguments(lora: argparse._ArgumentGroup, d: FinetuneConfig) -> None:
+    lora.add_argument("--lora", type=int, default=d.lora, metavar="R",
+                      help="train rank-R adapters instead of the weights (8 is usual)")
+    lora.add_argument("--lora-alpha", type=float, help="scale alpha/R (default: 2R)")
+    lora.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
+    lora.add_argument("--lora-targets", default=d.lora_targets,
+                      help=f"comma-separated: {', '.join(TARGETS)}; or all-linear "
+                      "(default: %(default)s)")
+    lora.add_argument("--lora-layers", default=d.lora_layers,
+                      help="e.g. 4-5 or 0,2,4 (default: all); the layers below are cached")
+    lora.add_argument("--adapter", help="a PEFT LoRA adapter directory to continue training")
+
+
+def add_run_arguments(run_group: argparse._ArgumentGroup, d: FinetuneConfig) -> None:
     run_group.add_argument("--resume", action="store_true", help="continue from --output/last")
     run_group.add_argument("--overwrite", action="store_true",
                            help="start afresh in an --output that holds an earlier run")
     run_group.add_argument("--save-every", type=int, default=0,
                            help="also checkpoint every N steps (default: each epoch)")
+    run_group.add_argument("--stop-after-steps", type=int,
+                           help="stop like Ctrl-C after N steps (saved; continue with --resume)")
     run_group.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1, ...")
     run_group.add_argument("--precision", default=d.precision,
                            choices=("auto", "fp32", "bf16", "fp16"))
-    run_group.add_argument("--attn-backend", default=d.attn_backend,
-                           choices=("auto", "reference", "sdpa", "triton"))
+    add_backend_argument(run_group, d.attn_backend)
     run_group.add_argument("--progress", default=d.progress, choices=("auto", "bar", "log", "off"))
     run_group.add_argument("--dist-timeout", type=float, default=d.dist_timeout,
                            help="under torchrun: seconds to wait for the other processes in a "

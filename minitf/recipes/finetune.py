@@ -1,15 +1,19 @@
-"""`minitf finetune`: fine-tune a BERT classifier on a labelled CSV/TSV/JSONL file.
+"""`minitf finetune`: fine-tune a BERT classifier (or regressor) on a labelled CSV/TSV/JSONL file.
 
 The recipe of the BERT paper (Devlin et al., 2019, §4 and appendix A.3), top to bottom:
 
-    1. data      read, map labels to ids, hold out validation (and test) rows, tokenize once
+    1. data      read, map labels to ids (or numbers, --regression), hold out validation (and
+                 test) rows, tokenize once
     2. model     BertForSequenceClassification = pre-trained encoder + a fresh linear head;
                  optionally freeze a prefix (minitf/train/freeze.py) and cache its outputs
     3. optimizer AdamW, weight decay 0.01 except on biases and LayerNorm weights
     4. schedule  linear warmup over the first 10% of steps, then linear decay to 0
-    5. loop      length-bucketed batches, cross-entropy, gradient clipping at 1.0
+    5. loop      length-bucketed batches, cross-entropy (MSE for regression), clipping at 1.0
     6. each epoch evaluate on validation; keep the best checkpoint and the last one
     7. the end   test the best checkpoint once; metrics.jsonl and a plot in --output
+
+Steps 5 and 6 are the shared engine (minitf/train/loop.py, step.py): this module says what to
+train on and how to measure it, the engine runs it, saves it, resumes it, stops it.
 
 Outputs in --output: best/ and last/ (Hugging Face model directories; last/ also holds the
 training state for --resume), metrics.jsonl, training.png.
@@ -29,23 +33,28 @@ from typing import Any
 
 import torch
 
-from minitf import evaluate
+from minitf import inference
 from minitf.errors import MinitfError
-from minitf.evaluate import evaluate_encoded
+from minitf.lora import lora_modules
 from minitf.model import BertForSequenceClassification, num_parameters
 from minitf.paths import DEFAULT_MODEL, resolve_model_dir
+from minitf.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
 from minitf.train import data as D
 from minitf.train import distributed
-from minitf.train.checkpoint import Outputs, check_writable, load_state
+from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
 from minitf.train.freeze import FreezePlan, PrefixCache, classifier_logits, freeze, train_mode
-from minitf.train.metrics import format_report, majority_baseline
+from minitf.train.loop import Schedule, Task, Trainer
+from minitf.train.metrics import format_report, majority_baseline, mean_baseline
 from minitf.train.optim import build_optimizer, linear_schedule
-from minitf.train.progress import Progress, StopRequest
+from minitf.train.progress import Progress
+from minitf.train.step import TrainStep, pick_device
 
 # Settings that must match for --resume to continue the same run.
 RESUME_KEYS = ("train", "validation", "validation_fraction", "test_fraction", "max_train_samples",
                "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm",
-               "max_length", "freeze", "seed")
+               "max_length", "freeze", "cache", "precision", "regression", "seed", "lora",
+               "lora_alpha", "lora_dropout", "lora_targets", "lora_layers", "adapter")
+SELECT_METRICS = {"accuracy": True, "macro_f1": True, "loss": False, "pearson": True}
 
 
 @dataclass
@@ -65,6 +74,7 @@ class FinetuneConfig:
     encoding: str = "utf-8"
     encoding_errors: str = "strict"
     skip_bad_rows: bool = False
+    regression: bool = False           # numeric labels, one output, MSE loss
     epochs: int = 3
     batch_size: int = 32
     lr: float = 5e-5
@@ -74,9 +84,15 @@ class FinetuneConfig:
     max_length: int = 128
     freeze: str = "none"
     cache: bool = True
+    lora: int = 0                       # LoRA rank; 0: no adapters (minitf/lora.py)
+    lora_alpha: float | None = None     # default 2 × rank
+    lora_dropout: float = 0.1
+    lora_targets: str = "query,value"   # or all-linear, or any of minitf.lora.TARGETS
+    lora_layers: str = "all"            # e.g. 4-5: the layers below are frozen and cached
+    adapter: str | None = None          # a PEFT LoRA adapter directory to continue training
     seed: int = 0
     patience: int = 0                   # epochs without improvement before stopping; 0 = off
-    select_metric: str = "accuracy"     # or macro_f1
+    select_metric: str = "auto"         # accuracy (regression: loss), macro_f1, loss, pearson
     resume: bool = False
     overwrite: bool = False
     save_every: int = 0                 # also save last/ every N steps; 0 = at epoch ends only
@@ -87,6 +103,12 @@ class FinetuneConfig:
     progress: str = "auto"              # auto: a bar on a terminal, log lines otherwise; "off"
     stop_after_steps: int | None = None  # stop (and save) like Ctrl-C after this many steps
     dist_timeout: float = 300.0         # under torchrun: seconds a collective waits for peers
+
+    @property
+    def metric(self) -> str:
+        if self.select_metric == "auto":
+            return "loss" if self.regression else "accuracy"
+        return self.select_metric
 
 
 @dataclass
@@ -100,6 +122,124 @@ class FinetuneResult:
     label_names: list[str] = field(default_factory=list)
 
 
+def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
+    """Run the recipe. `tokenizer` defaults to minitf's Tokenizer from the model directory.
+    Under torchrun every process runs it, data-parallel (minitf/train/distributed.py)."""
+    with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
+        return _finetune(cfg, tokenizer, ctx)
+
+
+def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> FinetuneResult:
+    progress = Progress(cfg.progress if ctx.main else "off")  # rank 0 alone prints and writes
+    check_config(cfg)
+    out, state = open_output(cfg)
+    ctx.check_batch_size(cfg.batch_size)
+    device = ctx.local_device(pick_device(cfg.device))
+    torch.manual_seed(cfg.seed)
+
+    # 1. Data, tokenized once.
+    splits = load_splits(cfg, progress.say)
+    model_dir = resolve_model_dir(cfg.model)
+    tokenizer = tokenizer or inference.load_tokenizer(model_dir)
+    fingerprint = data_fingerprint(splits.train, splits.targets["train"])
+    if state is not None and state["fingerprint"] != fingerprint:
+        raise MinitfError(f"{cfg.train} changed since the checkpoint was written; --resume "
+                          "needs the same training data")
+
+    # 2. Model: the pre-trained encoder with a head for our labels, frozen prefix, cache.
+    # With adapters: the base model, then the adapters (resumed: last/adapter, exact).
+    adapter = (out / "last" / ADAPTER_DIR if state else cfg.adapter) if cfg.lora or cfg.adapter \
+        else None
+    model, plan = build_model(cfg, out / "last" if state and not adapter else model_dir,
+                              splits.labels, device, progress.say, adapter)
+    encoded = encode_splits(splits, tokenizer, cfg.max_length, model.config.vocab_size)
+    caches = build_caches(cfg, model, plan, encoded, ctx, device, progress.say)
+
+    # 3.-4. Optimizer and schedule, over the trainable parameters only.
+    total_steps = math.ceil(len(encoded["train"]) / cfg.batch_size) * cfg.epochs
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
+    scheduler = linear_schedule(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
+    step = TrainStep(optimizer, scheduler, cfg.max_grad_norm, device, cfg.precision,
+                     ctx.mean_loss)
+
+    # 5.-6. The loop: train, evaluate every epoch, keep best/ and last/ (minitf/train/loop.py).
+    task = training_task(cfg, model, plan, encoded, caches, splits.labels, tokenizer, ctx,
+                         device)
+    outputs = Outputs(out, enabled=ctx.main)
+    trainer = Trainer(task, step, schedule(cfg), ctx, outputs, progress, device,
+                      extra_state=lambda: {"config": asdict(cfg), "fingerprint": fingerprint})
+    if state is not None:
+        trainer.load_state_dict(state)
+        progress.say(f"resuming from {out / 'last'} at epoch {state['position'][0] + 1}, "
+                     f"step {state['position'][1]}")
+    loop = trainer.run()
+    result = FinetuneResult(out, loop.history, interrupted=loop.interrupted,
+                            train_seconds=loop.train_seconds, label_names=splits.labels)
+    if loop.interrupted:
+        return result
+
+    # 7. Test the best checkpoint once.
+    if "test" in encoded and ctx.main:  # rank 0 alone: it wrote best/
+        test_best(cfg, result, encoded["test"], splits, outputs, loop.best, device, progress.say)
+    outputs.plot()
+    progress.say(f"saved: {out / 'best'} (best), {out / 'last'} (last), {out / 'metrics.jsonl'}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# 0. Settings and the output directory
+# ---------------------------------------------------------------------------------------------
+
+
+def check_config(cfg: FinetuneConfig) -> None:
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(cfg, name) < 1:
+            raise MinitfError(f"--{name.replace('_', '-')} must be at least 1")
+    if not cfg.lr > 0:
+        raise MinitfError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.max_length < 3:
+        raise MinitfError(f"--max-length must be at least 3 ([CLS] text [SEP]), got "
+                          f"{cfg.max_length}")
+    if cfg.metric not in SELECT_METRICS:
+        raise MinitfError(f"--select-metric {cfg.select_metric!r}: choose auto, "
+                          f"{', '.join(SELECT_METRICS)}")
+    allowed = ("loss", "pearson") if cfg.regression else ("accuracy", "macro_f1", "loss")
+    if cfg.metric not in allowed:
+        raise MinitfError(f"--select-metric {cfg.metric} does not apply to "
+                          f"{'regression' if cfg.regression else 'classification'}; choose "
+                          f"one of {', '.join(allowed)}")
+    if not 0 <= cfg.warmup_ratio <= 1:
+        raise MinitfError(f"--warmup-ratio must be in [0, 1], got {cfg.warmup_ratio}")
+    if (cfg.lora or cfg.adapter) and cfg.freeze != "none":
+        raise MinitfError("--lora/--adapter freeze the base weights themselves (and cache the "
+                          "layers below the adapted ones); drop --freeze")
+
+
+def open_output(cfg: FinetuneConfig) -> tuple[Path, dict[str, Any] | None]:
+    """The output directory (proved writable) and, with --resume, the state to continue."""
+    out = check_writable(cfg.output)
+    if not cfg.resume:
+        if (out / "last").exists() and not cfg.overwrite:
+            raise MinitfError(f"{out} already holds a fine-tuning run; pass --resume to "
+                              "continue it, --overwrite to start again there, or choose "
+                              "another --output")
+        return out, None
+    state = load_state(out / "last")
+    mismatched = [f"--{k.replace('_', '-')}: checkpoint {state['config'].get(k)!r}, now "
+                  f"{getattr(cfg, k)!r}" for k in RESUME_KEYS
+                  if state["config"].get(k) != getattr(cfg, k)]
+    if mismatched:
+        raise MinitfError(f"{out / 'last'} was trained with other settings; --resume "
+                          "continues the same run only:\n  " + "\n  ".join(mismatched))
+    return out, state
+
+
+def schedule(cfg: FinetuneConfig) -> Schedule:
+    return Schedule(epochs=cfg.epochs, stop_after_steps=cfg.stop_after_steps,
+                    save_every=cfg.save_every, patience=cfg.patience,
+                    select_metric=cfg.metric, higher_is_better=SELECT_METRICS[cfg.metric])
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. Data
 # ---------------------------------------------------------------------------------------------
@@ -110,8 +250,8 @@ class Splits:
     train: D.Examples
     validation: D.Examples | None
     test: D.Examples | None
-    labels: list[str]
-    ids: dict[str, list[int]]
+    labels: list[str]                          # class names; regression: [the label column]
+    targets: dict[str, list[int] | list[float]]  # per split: class ids, or regression values
 
 
 def load_splits(cfg: FinetuneConfig, say: Any = print) -> Splits:
@@ -129,313 +269,190 @@ def load_splits(cfg: FinetuneConfig, say: Any = print) -> Splits:
     if cfg.max_train_samples and cfg.max_train_samples < len(train):
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed + 2))
         train = train.subset(sorted(order[:cfg.max_train_samples].tolist()))
+    labels = [cfg.label_column or "score"] if cfg.regression else class_names(cfg, train)
+    sets = {"train": train, "validation": validation, "test": test}
+    targets = {}
+    for name, examples in sets.items():
+        if examples is not None:
+            sets[name], targets[name] = (
+                D.label_values(examples, cfg.skip_bad_rows) if cfg.regression
+                else D.label_ids(examples, labels, cfg.skip_bad_rows))
+            skipped = (f", {sets[name].skipped} bad rows skipped" if sets[name].skipped
+                       else "")
+            say(f"{name}: {len(sets[name])} examples from {examples.source}{skipped}")
+    say("regression target: " + labels[0] if cfg.regression else f"classes: {', '.join(labels)}")
+    return Splits(sets["train"], sets["validation"], sets["test"], labels, targets)
+
+
+def class_names(cfg: FinetuneConfig, train: D.Examples) -> list[str]:
     labels = D.label_names(train)
     if len(labels) < 2:
         raise MinitfError(f"{cfg.train}: a classifier needs at least 2 classes; found only "
-                          f"{labels}")
-    ids = {}
-    sets = {"train": train, "validation": validation, "test": test}
-    for name, examples in sets.items():
-        if examples is not None:
-            sets[name], ids[name] = D.label_ids(examples, labels, cfg.skip_bad_rows)
-    for name, examples in sets.items():
-        if examples is not None:
-            skipped = f", {examples.skipped} bad rows skipped" if examples.skipped else ""
-            say(f"{name}: {len(examples)} examples from {examples.source}{skipped}")
-    say(f"classes: {', '.join(labels)}")
-    return Splits(sets["train"], sets["validation"], sets["test"], labels, ids)
+                          f"{labels} (for numeric targets pass --regression)")
+    return labels
 
 
-def data_fingerprint(examples: D.Examples, ids: list[int]) -> str:
+def data_fingerprint(examples: D.Examples, targets: list[int] | list[float]) -> str:
     digest = hashlib.sha1()
-    pairs = examples.pairs or [None] * len(ids)
-    for text, pair, label in zip(examples.texts, pairs, ids, strict=True):
+    pairs = examples.pairs or [None] * len(targets)
+    for text, pair, label in zip(examples.texts, pairs, targets, strict=True):
         digest.update(f"{text}\x00{pair}\x00{label}\x01".encode("utf-8", "replace"))
     return digest.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------------
-# 2.-7. The recipe
-# ---------------------------------------------------------------------------------------------
-
-
-def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
-    """Run the recipe. `tokenizer` defaults to minitf's Tokenizer from the model directory.
-    Under torchrun every process runs it, data-parallel (minitf/train/distributed.py)."""
-    with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
-        return _finetune(cfg, tokenizer, ctx)
-
-
-def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> FinetuneResult:
-    progress = Progress(cfg.progress if ctx.main else "off")  # rank 0 alone prints and writes
-    say = progress.say
-    out = check_writable(cfg.output)
-    outputs = Outputs(out, enabled=ctx.main)
-    state = None
-    if cfg.resume:
-        state = load_state(out / "last")
-        mismatched = [f"--{k.replace('_', '-')}: checkpoint {state['config'][k]!r}, now "
-                      f"{getattr(cfg, k)!r}" for k in RESUME_KEYS
-                      if state["config"].get(k) != getattr(cfg, k)]
-        if mismatched:
-            raise MinitfError(f"{out / 'last'} was trained with other settings; --resume "
-                              "continues the same run only:\n  " + "\n  ".join(mismatched))
-    elif (out / "last").exists() and not cfg.overwrite:
-        raise MinitfError(f"{out} already holds a fine-tuning run; pass --resume to continue "
-                          "it, --overwrite to start again there, or choose another --output")
-    check_config(cfg)
-    ctx.check_batch_size(cfg.batch_size)
-    device = ctx.local_device(pick_device(cfg.device))
-    torch.manual_seed(cfg.seed)
-
-    # 1. Data, tokenized once.
-    splits = load_splits(cfg, say)
-    model_dir = resolve_model_dir(cfg.model)
-    if tokenizer is None:
-        tokenizer = evaluate.load_tokenizer(model_dir)
-    if state is not None and state["fingerprint"] != data_fingerprint(splits.train,
-                                                                       splits.ids["train"]):
-        raise MinitfError(f"{cfg.train} changed since the checkpoint was written; --resume "
-                          "needs the same training data")
-
-    # 2. Model: the pre-trained encoder with a classifier for our labels, then freezing.
-    model = load_classifier(out / "last" if state else model_dir, splits.labels, cfg.attn_backend)
-    if cfg.max_length > model.config.max_position_embeddings:
-        raise MinitfError(f"--max-length {cfg.max_length} exceeds the model's "
-                          f"max_position_embeddings ({model.config.max_position_embeddings})")
-    model.to(device)
-    plan = freeze(model, cfg.freeze)
-    trainable, total = num_parameters(model, trainable_only=True), num_parameters(model)
-    say(f"model: {model_dir} ({model.config.num_hidden_layers} layers, hidden "
-        f"{model.config.hidden_size}); freeze: {plan.policy}; parameters: {trainable:,} "
-        f"trainable of {total:,} ({trainable / total:.1%})")
-    encoded = {name: D.encode(examples, tokenizer, splits.ids[name], cfg.max_length)
-               for name, examples in (("train", splits.train), ("validation", splits.validation),
-                                      ("test", splits.test)) if examples is not None}
-    check_token_ids(encoded, model.config.vocab_size)
-
-    # 3.-4. Optimizer and schedule, over the trainable parameters only.
-    steps_per_epoch = math.ceil(len(encoded["train"]) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
-    trainable_params = [p for p in model.parameters() if p.requires_grad]
-    scheduler = linear_schedule(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
-    history: list[dict[str, Any]] = []
-    epoch, step, best, bad_epochs = 0, 0, None, 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        epoch, step = state["position"]
-        history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
-        outputs.truncate_metrics(state["metrics_lines"])
-        say(f"resuming from {out / 'last'} at epoch {epoch + 1}, step {step}")
-    else:
-        outputs.truncate_metrics(0)
-
-    # The frozen prefix, computed once for training and validation data.
-    caches: dict[str, PrefixCache] = {}
-    cache_seconds = 0.0  # building the training data's cache: what each epoch saves
-    if plan.frozen and cfg.cache:
-        for name in ("train", "validation"):
-            if name in encoded:
-                started = time.perf_counter()
-                # Under torchrun: all training rows (a rank's rows change every epoch) and the
-                # validation rows this rank evaluates.
-                rows = encoded[name] if name == "train" else ctx.local_rows(encoded[name])
-                caches[name] = PrefixCache(model, rows, plan.frozen_layers,
-                                           cfg.eval_batch_size, device)
-                cache_seconds += (time.perf_counter() - started) * (name == "train")
-        say(f"cached the frozen prefix (embeddings + {plan.frozen_layers} layers): "
-            f"{sum(c.nbytes for c in caches.values()) / 2**20:.0f} MiB; the training data's "
-            f"took {cache_seconds:.1f} s")
-
-    result = FinetuneResult(out, history, label_names=splits.labels)
-    amp = autocast_settings(cfg.precision, device)
-    scaler = torch.amp.GradScaler("cuda") if amp["dtype"] == torch.float16 else None
-    fingerprint = data_fingerprint(splits.train, splits.ids["train"])
-
-    def training_state(position: tuple[int, int], loss_sum: float, seen: int) -> dict[str, Any]:
-        return {"config": asdict(cfg), "position": position, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": ctx.rng_states(), "history": history,
-                "best": best, "bad_epochs": bad_epochs, "metrics_lines": outputs.lines,
-                "fingerprint": fingerprint, "epoch_loss": (loss_sum, seen)}
-
-    # 5. The loop. Under torchrun `forward` is DistributedDataParallel: gradients all-reduced.
-    forward = ctx.data_parallel(model, classifier_logits, plan, device)
-    loss_sum, seen = state["epoch_loss"] if state is not None else (0.0, 0)
-    if state is not None:
-        ctx.set_rng_states(state["rng"])
-    global_step = epoch * steps_per_epoch + step
-    started = time.perf_counter()
-    with StopRequest() as stop:
-        while epoch < cfg.epochs:
-            batches = D.batch_plan(encoded["train"].lengths, cfg.batch_size, epoch, cfg.seed)
-            train_mode(model, plan)
-            bar = progress.bar(len(batches), step, f"epoch {epoch + 1}/{cfg.epochs}")
-            epoch_started, epoch_samples = time.perf_counter(), 0
-            while step < len(batches):
-                indices = batches[step]
-                shard = ctx.shard(indices)  # this process's rows (on one process: all of them)
-                batch = {k: v.to(device) for k, v in encoded["train"].collate(shard.rows).items()}
-                with torch.autocast(device.type, dtype=amp["dtype"], enabled=amp["enabled"]):
-                    logits = forward(batch, caches.get("train"), shard.rows)
-                loss = shard.loss(logits.float(), batch["labels"])  # the global batch's mean
-                (scaler.scale(loss) if scaler else loss).backward()
-                if scaler:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable_params, cfg.max_grad_norm)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step, global_step = step + 1, global_step + 1
-                epoch_samples += len(indices)
-                value = ctx.mean_loss(loss)  # one sync per step: the loss shown, the NaN check
-                if not math.isfinite(value):
-                    raise MinitfError(
-                        f"the loss became {value} at epoch {epoch + 1}, step {step}; training "
-                        f"stopped. The last good checkpoint is {out / 'last'} (if any was "
-                        "written). Try a lower --lr, or check the data")
-                loss_sum, seen = loss_sum + value * len(indices), seen + len(indices)
-                rate = epoch_samples / (time.perf_counter() - epoch_started)
-                bar.update(loss=value, lr=scheduler.get_last_lr()[0], rate=rate)
-                stopping = ctx.any(stop.requested) or global_step == cfg.stop_after_steps
-                if stopping or (cfg.save_every and global_step % cfg.save_every == 0):
-                    if step < len(batches):
-                        outputs.save_last(model, tokenizer,
-                                          training_state((epoch, step), loss_sum, seen))
-                if stopping and step < len(batches):
-                    bar.close()
-                    say(f"stopped at epoch {epoch + 1}, step {step}; saved {out / 'last'}; "
-                        "continue with --resume")
-                    result.interrupted = True
-                    result.train_seconds = time.perf_counter() - started
-                    return result
-            bar.close()
-            epoch_seconds = time.perf_counter() - epoch_started
-
-            # 6. Evaluate, keep the best, save the last.
-            record = {"type": "epoch", "epoch": epoch + 1, "step": global_step,
-                      "train_loss": loss_sum / max(seen, 1), "lr": scheduler.get_last_lr()[0],
-                      "seconds": epoch_seconds, "samples_per_s": epoch_samples / epoch_seconds}
-            improved = True
-            if "validation" in encoded:
-                metrics = ctx.evaluate(model, encoded["validation"], splits.labels, plan,
-                                           caches.get("validation"), cfg.eval_batch_size, device)
-                record["validation"] = metrics
-                score = metrics[cfg.select_metric]
-                improved = best is None or score > best["score"]
-                if improved:
-                    best = {"score": score, "epoch": epoch + 1}
-                say(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, validation "
-                    f"loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}, macro-F1 "
-                    f"{metrics['macro_f1']:.4f}{'  (best so far)' if improved else ''}  "
-                    f"[{epoch_seconds:.0f} s, {record['samples_per_s']:.1f} samples/s]")
-            else:
-                say(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} "
-                    f"[{epoch_seconds:.0f} s, {record['samples_per_s']:.1f} samples/s]")
-            if cache_seconds and epoch_samples == len(encoded["train"]):
-                record["cache_speedup"] = (epoch_seconds + cache_seconds) / epoch_seconds
-                say(f"  the cache saved ~{cache_seconds:.0f} s of prefix computation this epoch "
-                    f"(~{record['cache_speedup']:.1f}× faster than recomputing it)")
-            bad_epochs = 0 if improved else bad_epochs + 1
-            history.append(record)
-            outputs.log(record)
-            if improved:
-                outputs.save_best(model, tokenizer)
-            epoch, step, loss_sum, seen = epoch + 1, 0, 0.0, 0
-            outputs.save_last(model, tokenizer, training_state((epoch, 0), 0.0, 0))
-            if ctx.any(stop.requested) or global_step == cfg.stop_after_steps:
-                say(f"stopped after epoch {epoch}; saved {out / 'last'}; continue with --resume")
-                result.interrupted = True
-                result.train_seconds = time.perf_counter() - started
-                return result
-            if cfg.patience and bad_epochs >= cfg.patience:
-                say(f"early stopping: no improvement in {cfg.patience} epochs")
-                break
-    result.train_seconds = time.perf_counter() - started
-
-    # 7. Test the best checkpoint once.
-    if "test" in encoded and ctx.main:  # rank 0 alone: it wrote best/
-        best_model = load_classifier(out / "best", splits.labels, cfg.attn_backend).to(device)
-        result.test = evaluate_encoded(best_model, encoded["test"], splits.labels,
-                                       FreezePlan("none", None), None, cfg.eval_batch_size,
-                                       device)
-        result.baseline = majority_baseline(splits.ids["train"], splits.ids["test"],
-                                            splits.labels)
-        outputs.log({"type": "test", "best_epoch": best["epoch"] if best else None,
-                     **result.test, "majority_baseline": {
-                         k: result.baseline[k] for k in ("accuracy", "macro_f1", "predicted")}})
-        say(f"test (best checkpoint, epoch {best['epoch'] if best else epoch}):\n"
-            + format_report(result.test))
-        say(f"majority-class baseline (always {result.baseline['predicted']!r}): accuracy "
-            f"{result.baseline['accuracy']:.4f}, macro-F1 {result.baseline['macro_f1']:.4f}")
-    outputs.plot()
-    say(f"saved: {out / 'best'} (best), {out / 'last'} (last), {out / 'metrics.jsonl'}")
-    return result
+def encode_splits(splits: Splits, tokenizer: Any, max_length: int, vocab_size: int
+                  ) -> dict[str, D.Encoded]:
+    """Token ids of every split (tokenized once), checked against the model's vocabulary."""
+    encoded = {}
+    for name in ("train", "validation", "test"):
+        examples = getattr(splits, name)
+        if examples is None:
+            continue
+        encoded[name] = D.encode(examples, tokenizer, splits.targets[name], max_length)
+        top = max(int(t.max()) for t in encoded[name].input_ids)
+        if top >= vocab_size:
+            raise MinitfError(f"{name} data has token id {top}, outside the model's vocabulary "
+                              f"({vocab_size}); the tokenizer does not belong to this model")
+    return encoded
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers
+# 2. Model, freezing and the cache
 # ---------------------------------------------------------------------------------------------
-
-
-def check_config(cfg: FinetuneConfig) -> None:
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(cfg, name) < 1:
-            raise MinitfError(f"--{name.replace('_', '-')} must be at least 1")
-    if not cfg.lr > 0:
-        raise MinitfError(f"--lr must be positive, got {cfg.lr}")
-    if cfg.max_length < 3:
-        raise MinitfError(f"--max-length must be at least 3 ([CLS] text [SEP]), got "
-                          f"{cfg.max_length}")
-    if cfg.select_metric not in ("accuracy", "macro_f1"):
-        raise MinitfError(f"select_metric must be accuracy or macro_f1, not {cfg.select_metric!r}")
-    if not 0 <= cfg.warmup_ratio <= 1:
-        raise MinitfError(f"--warmup-ratio must be in [0, 1], got {cfg.warmup_ratio}")
 
 
 def load_classifier(directory: str | Path, labels: list[str], attn_backend: str = "auto"
                     ) -> BertForSequenceClassification:
     """A classifier for `labels`: the checkpoint's head if it has one for these labels, else a
-    fresh head on the pre-trained encoder. The label names go into config.json."""
+    fresh head on the pre-trained encoder. The label names go into config.json (a regression
+    model has one "label", its target's name, and one output)."""
     model = BertForSequenceClassification.from_pretrained(
         directory, num_labels=len(labels), attn_backend=attn_backend, allow_missing_head=True)
     model.config.id2label = dict(enumerate(labels))
     return model
 
 
-def check_token_ids(encoded: dict[str, D.Encoded], vocab_size: int) -> None:
-    for name, data in encoded.items():
-        top = max(int(t.max()) for t in data.input_ids)
-        if top >= vocab_size:
-            raise MinitfError(f"{name} data has token id {top}, outside the model's vocabulary "
-                              f"({vocab_size}); the tokenizer does not belong to this model")
+def build_model(cfg: FinetuneConfig, directory: Path, labels: list[str], device: torch.device,
+                say: Any, adapter: str | Path | None = None
+                ) -> tuple[BertForSequenceClassification, FreezePlan]:
+    model = load_classifier(directory, labels, cfg.attn_backend)
+    if cfg.max_length > model.config.max_position_embeddings:
+        raise MinitfError(f"--max-length {cfg.max_length} exceeds the model's "
+                          f"max_position_embeddings ({model.config.max_position_embeddings})")
+    model.to(device)
+    plan = freeze(model, cfg.freeze) if not (cfg.lora or adapter) else setup_lora(
+        model, cfg.lora, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.lora_layers,
+        adapter)
+    trainable, total = num_parameters(model, trainable_only=True), num_parameters(model)
+    say(f"model: {directory} ({model.config.num_hidden_layers} layers, hidden "
+        f"{model.config.hidden_size}); freeze: {plan.policy}; parameters: {trainable:,} "
+        f"trainable of {total:,} ({trainable / total:.1%})")
+    return model, plan
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MinitfError("--device cuda: no CUDA GPU is available; use --device cpu")
-    return torch.device(name)
+@dataclass
+class Caches:
+    """The frozen prefix's outputs, computed once, for the training and validation rows."""
+
+    by_split: dict[str, PrefixCache] = field(default_factory=dict)
+    train_seconds: float = 0.0  # building the training data's cache: what each epoch saves
 
 
-def autocast_settings(precision: str, device: torch.device) -> dict[str, Any]:
-    """Mixed precision: on GPU by default, bf16 where supported (no loss scaling needed), else
-    fp16. On CPU fp32 by default; bf16 autocast on request (fast on CPUs with AVX512-BF16 or
-    AMX, slow elsewhere; the numbers then differ from fp32 at bf16 precision)."""
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise MinitfError(f"--precision {precision}: choose auto, fp32, bf16 or fp16")
-    if device.type == "cpu" and precision == "bf16":
-        return {"enabled": True, "dtype": torch.bfloat16}
-    if device.type == "cpu" and precision == "fp16":
-        raise MinitfError("--precision fp16 needs a GPU; on CPU use fp32 or bf16")
-    if device.type != "cuda" or precision == "fp32":
-        return {"enabled": False, "dtype": torch.bfloat16}
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {"enabled": True, "dtype": torch.bfloat16 if precision == "bf16" else torch.float16}
+def build_caches(cfg: FinetuneConfig, model: BertForSequenceClassification, plan: FreezePlan,
+                 encoded: dict[str, D.Encoded], ctx: distributed.Context,
+                 device: torch.device, say: Any) -> Caches:
+    caches = Caches()
+    if not (plan.frozen and cfg.cache):
+        return caches
+    for name in ("train", "validation"):
+        if name in encoded:
+            started = time.perf_counter()
+            # Under torchrun: all training rows (a rank's rows change every epoch) and the
+            # validation rows this rank evaluates.
+            rows = encoded[name] if name == "train" else ctx.local_rows(encoded[name])
+            caches.by_split[name] = PrefixCache(model, rows, plan.frozen_layers,
+                                                cfg.eval_batch_size, device)
+            if name == "train":
+                caches.train_seconds = time.perf_counter() - started
+    mib = sum(c.nbytes for c in caches.by_split.values()) / 2**20
+    say(f"cached the frozen prefix (embeddings + {plan.frozen_layers} layers): {mib:.0f} MiB; "
+        f"the training data's took {caches.train_seconds:.1f} s")
+    return caches
+
+
+# ---------------------------------------------------------------------------------------------
+# 5.-6. What the engine trains: batches, loss, evaluation, saving
+# ---------------------------------------------------------------------------------------------
+
+
+def training_task(cfg: FinetuneConfig, model: BertForSequenceClassification, plan: FreezePlan,
+                  encoded: dict[str, D.Encoded], caches: Caches, labels: list[str],
+                  tokenizer: Any, ctx: distributed.Context, device: torch.device) -> Task:
+    train = encoded["train"]
+    lengths = train.lengths
+
+    def batches(epoch: int) -> list[list[int]]:
+        return D.batch_plan(lengths, cfg.batch_size, epoch, cfg.seed)
+
+    def loss(model: BertForSequenceClassification, shard: distributed.Shard) -> torch.Tensor:
+        batch = {k: v.to(device) for k, v in train.collate(shard.rows).items()}
+        logits = classifier_logits(model, batch, plan, caches.by_split.get("train"), shard.rows)
+        return shard.loss(logits.float(), batch["labels"])
+
+    def evaluate() -> dict[str, Any]:
+        data = encoded["validation"]  # each rank predicts its rows; every rank gets all
+        local = inference.predict_logits(model, ctx.local_rows(data), plan,
+                                         caches.by_split.get("validation"),
+                                         cfg.eval_batch_size, device)
+        return inference.logits_metrics(ctx.gather_rows(local, len(data)), data.labels, labels)
+
+    def on_record(record: dict[str, Any]) -> str | None:
+        """An epoch trained start to end in this process: what the cache saved."""
+        if not (caches.train_seconds and record.get("samples") == len(train)):
+            return None
+        seconds = record["seconds"]
+        record["cache_speedup"] = (seconds + caches.train_seconds) / seconds
+        return (f"  the cache saved ~{caches.train_seconds:.0f} s of prefix computation this "
+                f"epoch (~{record['cache_speedup']:.1f}× faster than recomputing it)")
+
+    save = (merged_model_files(model, tokenizer, cfg.model) if lora_modules(model)
+            else model_files(model, tokenizer))  # adapters: merged + best/adapter (PEFT)
+    return Task(model=model, batches=batches, loss=loss, save=save,
+                evaluate=evaluate if "validation" in encoded else None,
+                train_mode=lambda: train_mode(model, plan), describe=describe,
+                on_record=on_record)
+
+
+def describe(metrics: dict[str, Any]) -> str:
+    if "accuracy" in metrics:
+        return (f"loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}, "
+                f"macro-F1 {metrics['macro_f1']:.4f}")
+    return f"MSE {metrics['mse']:.4f}, MAE {metrics['mae']:.4f}, Pearson r {metrics['pearson']:.4f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Test
+# ---------------------------------------------------------------------------------------------
+
+
+def test_best(cfg: FinetuneConfig, result: FinetuneResult, data: D.Encoded, splits: Splits,
+              outputs: Outputs, best: dict[str, Any] | None, device: torch.device,
+              say: Any) -> None:
+    """Evaluate best/ once on the test rows, next to the trivial baseline."""
+    model = load_classifier(outputs.directory / "best", splits.labels, cfg.attn_backend)
+    result.test = inference.evaluate_encoded(model.to(device), data, splits.labels,
+                                             batch_size=cfg.eval_batch_size, device=device)
+    if cfg.regression:
+        result.baseline = mean_baseline(splits.targets["train"], splits.targets["test"])
+        keys, name = ("mse", "mae", "pearson", "predicted"), "mean-value"
+    else:
+        result.baseline = majority_baseline(splits.targets["train"], splits.targets["test"],
+                                            splits.labels)
+        keys, name = ("accuracy", "macro_f1", "predicted"), "majority-class"
+    epoch = best["epoch"] if best else None
+    outputs.log({"type": "test", "best_epoch": epoch, **result.test,
+                 "baseline" if cfg.regression else "majority_baseline":
+                     {k: result.baseline[k] for k in keys}})
+    say(f"test (best checkpoint, epoch {epoch}):\n" + format_report(result.test))
+    say(f"{name} baseline (always {result.baseline['predicted']!r}): "
+        + format_report(result.baseline).splitlines()[0])

@@ -1,4 +1,5 @@
-"""`minitf attention`: draw attention weights as heat-maps, with the tokens as labels.
+"""Attention weights as heat-maps, with the tokens as labels (`minitf attention -o x.png`;
+the command line is minitf/cli/attention.py).
 
     minitf attention --text "The cat sat on the mat." -o attn.png              all heads, last layer
     minitf attention --text "..." --pair "..." --layer 2 --head 5 -o head.png  one head
@@ -22,7 +23,6 @@ one line saying which package to install, and writes the missing characters as c
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minitf.errors import MinitfError
-from minitf.paths import DEFAULT_MODEL, resolve_model_dir
+from minitf.paths import resolve_model_dir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -110,7 +110,17 @@ def attention_maps(model: str | Path | BertModel, text: str, pair: str | None = 
 
 def token_labels(tokenizer: Tokenizer, ids: Sequence[int], text: str,
                  pair: str | None = None) -> list[str]:
-    """One label per id: the WordPiece string, and for [UNK] the word it stands for ([UNK:猫]).
+    """One label per id: the WordPiece string, and for [UNK] the word it stands for ([UNK:猫])."""
+    labels = [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+    unk = tokenizer.decode([tokenizer.unk_token_id], skip_special_tokens=False)
+    for position, word in unknown_words(tokenizer, ids, text, pair).items():
+        labels[position] = f"{unk[:-1]}:{word}{unk[-1:]}"
+    return labels
+
+
+def unknown_words(tokenizer: Tokenizer, ids: Sequence[int], text: str,
+                  pair: str | None = None) -> dict[int, str]:
+    """Position of each [UNK] in `ids` → the word of `text` (or `pair`) that it replaced.
 
     WordPiece works word by word (tokenizer.split_words), so a word that becomes [UNK] can be
     found by tokenizing the words one at a time and lining them up with `ids`.
@@ -118,9 +128,9 @@ def token_labels(tokenizer: Tokenizer, ids: Sequence[int], text: str,
     tokens = [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
     unk = tokenizer.decode([tokenizer.unk_token_id], skip_special_tokens=False)
     sep = tokenizer.decode([tokenizer.sep_token_id], skip_special_tokens=False)
+    found: dict[int, str] = {}
     if unk not in tokens:
-        return tokens
-    labels = list(tokens)
+        return found
     start = 1  # after [CLS]
     for segment in (text, pair):
         if segment is None:
@@ -136,9 +146,9 @@ def token_labels(tokenizer: Tokenizer, ids: Sequence[int], text: str,
         if [piece for piece, _ in spelled[:end - start]] == tokens[start:end]:
             for offset, (piece, word) in enumerate(spelled[:end - start]):
                 if piece == unk:
-                    labels[start + offset] = f"{unk[:-1]}:{word}{unk[-1:]}"
+                    found[start + offset] = word
         start = end + 1
-    return labels
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,54 +394,3 @@ def _mark_segments(ax: Any, token_type_ids: Sequence[int] | None) -> None:
     boundary = list(token_type_ids).index(1) - 0.5
     ax.axhline(boundary, color="white", linewidth=1.0)
     ax.axvline(boundary, color="white", linewidth=1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
-# ---------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"model directory or name (default: {DEFAULT_MODEL})")
-    parser.add_argument("--text", required=True, help="the sentence to look at")
-    parser.add_argument("--pair", help="an optional second sentence (a sentence pair)")
-    parser.add_argument("--layer", default="-1",
-                        help="layer index (0-based, negative from the end), 'all' or 'mean' "
-                             "(default: -1, the last layer)")
-    parser.add_argument("--head", default="all",
-                        help="head index, 'all' (a grid) or 'mean' (default: all)")
-    parser.add_argument("-o", "--output", default="attention.png",
-                        help="image file to write; .png, .svg or .pdf (default: attention.png)")
-    parser.add_argument("--max-length", type=int, default=MAX_TOKENS_HINT,
-                        help=f"truncate to this many tokens (default: {MAX_TOKENS_HINT})")
-    parser.add_argument("--dpi", type=int, default=120, help="resolution of a .png (default 120)")
-
-
-def run(args: argparse.Namespace) -> int:
-    directory = resolve_model_dir(args.model)
-    if args.max_length < 3:
-        raise MinitfError("--max-length must be at least 3 ([CLS], one token, [SEP])")
-    maps = attention_maps(directory, args.text, args.pair, max_length=args.max_length)
-    if maps.truncated:
-        print(f"minitf attention: the text was cut to {args.max_length} tokens "
-              "(--max-length); longer maps get hard to read", file=sys.stderr)
-    n_layers, n_heads, n, _ = maps.weights.shape
-    name = args.model if not Path(args.model).expanduser().is_dir() else directory.name
-    title = f"{name}: {args.text}" + (f"  ‖  {args.pair}" if args.pair else "")
-    if len(title) > 110:
-        title = title[:107] + "..."
-    draw_attention(maps.weights, maps.tokens, _index_or_word(args.layer),
-                   _index_or_word(args.head), path=args.output, title=title,
-                   token_type_ids=maps.token_type_ids, dpi=args.dpi)
-    print(f"{n} tokens: {' '.join(maps.tokens)}")
-    print(f"model: {directory} ({n_layers} layers × {n_heads} heads)")
-    print(f"wrote {args.output} (layer {args.layer}, head {args.head})")
-    return 0
-
-
-def _index_or_word(value: str) -> int | str:
-    try:
-        return int(value)
-    except ValueError:
-        return value

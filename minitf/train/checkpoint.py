@@ -8,7 +8,7 @@ to continue as if never stopped.
 
 Every checkpoint is written into a temporary sibling directory and renamed into place
 (minitf.weights.atomic_directory), so an interrupted write leaves the previous one intact.
-`Outputs` is the one place a fine-tuning run writes from (under data parallelism: rank 0).
+`Outputs` is the one place a training run writes from (under data parallelism: rank 0).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+import torch.nn as nn
 
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification
-from minitf.weights import WEIGHTS_FILE, atomic_directory
+from minitf.weights import atomic_directory
 
 STATE_FILE = "training_state.pt"
 
@@ -43,15 +43,21 @@ def check_writable(directory: str | Path) -> Path:
     return directory
 
 
-def save_checkpoint(directory: str | Path, model: BertForSequenceClassification,
-                    tokenizer: Any, state: dict[str, Any] | None = None) -> None:
-    """Write model + config + tokenizer files (+ training state) as one atomic directory."""
-    weights = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-    with atomic_directory(directory) as tmp:
-        save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        model.config.save(tmp, architecture=type(model).__name__)
+def model_files(model: nn.Module, tokenizer: Any = None) -> Callable[[Path], None]:
+    """A writer of `model`'s Hugging Face directory (weights, config.json, tokenizer files)
+    into a given directory: what Task.save is for a minitf model."""
+    def write(directory: Path) -> None:
+        model.save_pretrained(directory)
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+            tokenizer.save_pretrained(directory)
+    return write
+
+
+def save_checkpoint(directory: str | Path, write: Callable[[Path], None],
+                    state: dict[str, Any] | None = None) -> None:
+    """`write(tmp)` the model's files (+ the training state) as one atomic directory."""
+    with atomic_directory(directory) as tmp:
+        write(tmp)
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
 
@@ -61,7 +67,7 @@ def load_state(directory: str | Path) -> dict[str, Any]:
     file = Path(directory) / STATE_FILE
     if not file.is_file():
         raise MinitfError(f"{directory}: no {STATE_FILE} to resume from; this directory was "
-                          "not written by an interrupted `minitf finetune` run")
+                          "not written by an interrupted minitf training run")
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
@@ -103,14 +109,13 @@ class Outputs:
                 f.write(json.dumps(record) + "\n")
             self.lines += 1
 
-    def save_best(self, model: BertForSequenceClassification, tokenizer: Any) -> None:
+    def save_best(self, write: Callable[[Path], None]) -> None:
         if self.enabled:
-            save_checkpoint(self.directory / "best", model, tokenizer)
+            save_checkpoint(self.directory / "best", write)
 
-    def save_last(self, model: BertForSequenceClassification, tokenizer: Any,
-                  state: dict[str, Any]) -> None:
+    def save_last(self, write: Callable[[Path], None], state: dict[str, Any]) -> None:
         if self.enabled:
-            save_checkpoint(self.directory / "last", model, tokenizer, state)
+            save_checkpoint(self.directory / "last", write, state)
 
     def plot(self) -> None:
         if self.enabled:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +108,8 @@ def read_examples(path: str | Path, text_column: str | None = None,
     if format == "jsonl":
         records = _jsonl_records(lines, bad)
         columns = None
+        if not records:
+            _refuse_unreadable(path, bad)
     else:
         records, columns = _delimited_records(lines, "\t" if format == "tsv" else ",", format,
                                               bad, path)
@@ -140,6 +144,10 @@ def _format_of(path: Path) -> str:
 def _decode_lines(path: Path, encoding: str, errors: str, bad: BadRows) -> list[tuple[int, str]]:
     """(line number, text) per physical line; undecodable lines become bad rows."""
     data = path.read_bytes()
+    if b"\0" in data and not encoding.lower().startswith(("utf-16", "utf16", "utf-32", "utf32")):
+        raise MinitfError(f"{path}: not a text file: looks binary (NUL byte at offset "
+                          f"{data.index(0)}); give a CSV, TSV or JSONL file (for UTF-16 text, "
+                          "pass --encoding utf-16)")
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # a leading BOM (GLUE's MRPC has one) is not part of the header
     try:
@@ -180,8 +188,17 @@ def _delimited_records(lines: list[tuple[int, str]], delimiter: str, format: str
         else:
             records.append((line, dict(zip(header, fields, strict=True))))
     if header is None:
+        _refuse_unreadable(path, bad)
         raise MinitfError(f"{path}: empty file; expected a header row, then one row per example")
     return records, header
+
+
+def _refuse_unreadable(path: Path, bad: BadRows) -> None:
+    """No line could be read: say why (bad bytes, quoting, JSON), not "empty" or "no column"."""
+    if bad.problems:
+        bad.check()  # raises, unless skipping bad rows
+        raise MinitfError(f"{path}: no usable rows: all {len(bad.problems)} non-blank lines "
+                          f"are bad; the first: {bad.problems[0]}")
 
 
 def _csv_rows(lines: list[tuple[int, str]], delimiter: str, quoting: int
@@ -216,6 +233,9 @@ def _jsonl_records(lines: list[tuple[int, str]], bad: BadRows) -> list[tuple[int
             record = json.loads(text)
         except json.JSONDecodeError as exc:
             bad.add(line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except (ValueError, RecursionError) as exc:  # integers too long, nesting too deep
+            bad.add(line, f"not valid JSON ({str(exc)[:100]})")
             continue
         if not isinstance(record, dict):
             bad.add(line, "expected a JSON object per line, like {\"text\": ..., \"label\": ...}")
@@ -287,13 +307,14 @@ def _row(record: dict[str, Any], text_col: str, pair_col: str | None, label_col:
 def label_names(examples: Examples) -> list[str]:
     """The classes in id order: numerically if every label is an integer, else by name."""
     names = set(examples.labels) - {None}
-    if all(_is_int(n) for n in names):
-        return sorted(names, key=int)
+    if all(_is_int(n) for n in names):  # "01" and "1" are one class (see label_ids), "1"
+        return sorted({str(int(n)) for n in names}, key=int)
     return sorted(names)
 
 
 def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
+    """An integer written in ASCII digits ("²" and "٣" pass str.isdigit, not this)."""
+    return re.fullmatch(r"-?[0-9]+", text) is not None
 
 
 def label_ids(examples: Examples, names: Sequence[str], skip_bad_rows: bool = False
@@ -321,6 +342,34 @@ def label_ids(examples: Examples, names: Sequence[str], skip_bad_rows: bool = Fa
     return examples, ids
 
 
+def label_values(examples: Examples, skip_bad_rows: bool = False
+                 ) -> tuple[Examples, list[float]]:
+    """Numeric labels (regression targets). A label that is not a finite number is a bad row."""
+    bad = BadRows(examples.source, skip_bad_rows)
+    keep, values = [], []
+    for i, label in enumerate(examples.labels):
+        value = _number(label)
+        if value is None:
+            bad.add(examples.lines[i] if examples.lines else i + 1,
+                    f"label {label!r} is not a number (a regression target must be one)")
+            continue
+        keep.append(i)
+        values.append(value)
+    skipped = bad.check()
+    if skipped:
+        examples = examples.subset(keep)
+        examples.skipped += skipped
+    return examples, values
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def split(examples: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
     """A seeded random split: (the rest, a held-out `fraction` of the rows)."""
     if not 0 < fraction < 1:
@@ -344,7 +393,8 @@ class Encoded:
 
     input_ids: list[torch.Tensor]       # per example, (n_i,) int64, [CLS] ... [SEP] (... [SEP])
     token_type_ids: list[torch.Tensor]  # per example, (n_i,) 0 for the text, 1 for the pair
-    labels: torch.Tensor                # (num_examples,) int64; -1 when unlabelled
+    labels: torch.Tensor                # (num_examples,) int64 class ids (-1: unlabelled),
+                                        # or float32 regression targets
     pad_token_id: int = 0
 
     def __len__(self) -> int:
@@ -377,8 +427,9 @@ class Encoded:
                 "labels": self.labels[list(indices)]}
 
 
-def encode(examples: Examples, tokenizer: Any, labels: Sequence[int] | None = None,
-           max_length: int = 128, chunk: int = 1024) -> Encoded:
+def encode(examples: Examples, tokenizer: Any,
+           labels: Sequence[int] | Sequence[float] | None = None, max_length: int = 128,
+           chunk: int = 1024) -> Encoded:
     """Tokenize every example once (truncating to max_length) and drop the padding again."""
     ids, types = [], []
     for start in range(0, len(examples), chunk):
@@ -389,8 +440,9 @@ def encode(examples: Examples, tokenizer: Any, labels: Sequence[int] | None = No
         for row, n in enumerate(batch["attention_mask"].sum(1).tolist()):
             ids.append(batch["input_ids"][row, :n].clone())
             types.append(batch["token_type_ids"][row, :n].clone())
-    label_tensor = torch.tensor(list(labels) if labels is not None else [-1] * len(ids),
-                                dtype=torch.int64)
+    labels = list(labels) if labels is not None else [-1] * len(ids)
+    regression = any(isinstance(y, float) for y in labels)
+    label_tensor = torch.tensor(labels, dtype=torch.float32 if regression else torch.int64)
     return Encoded(ids, types, label_tensor, int(getattr(tokenizer, "pad_token_id", 0)))
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,9 +48,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 
 from minitf.errors import MinitfError
+from minitf.model import classification_loss
 from minitf.train.checkpoint import rng_state, set_rng_state
 from minitf.train.data import Encoded
 
@@ -64,14 +63,19 @@ class Shard:
     global_size: int   # L: examples in the global batch
     world: int         # W
     weight: float = 1.0  # 0 for a stand-in row on a rank that got no rows
+    epoch: int = 0       # the epoch the batch belongs to (e.g. to seed its masks)
+
+    def mean(self, total: torch.Tensor) -> torch.Tensor:
+        """The loss to backpropagate from `total`, the sum of this rank's per-row losses: the
+        mean over the global batch once DDP has averaged the W ranks' gradients (see the
+        module docstring). On one process simply total / L."""
+        if self.world == 1:
+            return total / self.global_size
+        return total * (self.weight * self.world / self.global_size)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss to backpropagate: the mean over the global batch once DDP has averaged the
-        gradients of the W ranks (see the module docstring)."""
-        if self.world == 1:
-            return F.cross_entropy(logits, labels)
-        total = F.cross_entropy(logits, labels, reduction="sum")
-        return total * (self.weight * self.world / self.global_size)
+        """Shard.mean of the classification (or regression) loss of these rows."""
+        return self.mean(classification_loss(logits, labels, reduction="sum"))
 
 
 class Context:
@@ -80,12 +84,6 @@ class Context:
     def __init__(self, rank: int = 0, world: int = 1, local_rank: int = 0,
                  timeout: float = 300.0):
         self.rank, self.world, self.local_rank, self.timeout = rank, world, local_rank, timeout
-        self.steps = 0
-        # Test-only: die (SIGKILL) or freeze (SIGSTOP) at a step, so tests can check that the
-        # other ranks stop with an error instead of waiting forever.
-        self._kill_rank = int(os.environ.get("MINITF_TEST_KILL_RANK", "-1"))
-        self._kill_step = int(os.environ.get("MINITF_TEST_KILL_STEP", "0"))
-        self._kill_signal = os.environ.get("MINITF_TEST_KILL_SIGNAL", "SIGKILL")
 
     @property
     def enabled(self) -> bool:
@@ -105,16 +103,16 @@ class Context:
 
     # -- training ---------------------------------------------------------------------------
 
-    def data_parallel(self, model: nn.Module, forward: Callable[..., torch.Tensor],
-                      plan: Any, device: torch.device) -> Callable[..., torch.Tensor]:
-        """`forward(model, batch, plan, cache, rows)` as a callable `(batch, cache, rows)`;
-        under torchrun wrapped in DistributedDataParallel, which all-reduces the gradients of
-        the trainable parameters during backward."""
+    def data_parallel(self, model: nn.Module, loss: Callable[[nn.Module, Shard], torch.Tensor],
+                      device: torch.device) -> Callable[[Shard], torch.Tensor]:
+        """`loss(model, shard)` as a callable `(shard) -> loss`; under torchrun wrapped in
+        DistributedDataParallel, which all-reduces the gradients of the trainable parameters
+        during backward."""
         if not self.enabled:
-            return lambda batch, cache, rows: forward(model, batch, plan, cache, rows)
+            return lambda shard: loss(model, shard)
         # Dropout masks differ per rank (as they differ per example in one process).
         torch.manual_seed(torch.initial_seed() + self.rank)
-        step = _TrainForward(model, forward, plan)
+        step = _LossModule(model, loss)
         # BERT's buffers are constants (position ids): no need to broadcast them every step.
         # (torch 2.13 renamed broadcast_buffers to forward_sync_buffers.)
         ddp = nn.parallel.DistributedDataParallel
@@ -130,20 +128,17 @@ class Context:
                               f"--batch-size / {self.world} rows per step; use e.g. "
                               f"{(batch_size // self.world + 1) * self.world}")
 
-    def shard(self, batch: Sequence[int]) -> Shard:
+    def shard(self, batch: Sequence[int], epoch: int = 0) -> Shard:
         """Rows r, r+W, ... of a global batch (length-sorted, so every rank gets similar
         lengths). A rank left without rows gets the batch's first row with weight 0."""
         rows = list(batch[self.rank::self.world])
         if not rows:
-            return Shard([batch[0]], len(batch), self.world, weight=0.0)
-        return Shard(rows, len(batch), self.world)
+            return Shard([batch[0]], len(batch), self.world, weight=0.0, epoch=epoch)
+        return Shard(rows, len(batch), self.world, epoch=epoch)
 
     def mean_loss(self, loss: torch.Tensor) -> float:
         """The global batch's mean loss, the same on every rank (so that every rank sees a NaN
         and stops together). One sync per step, as `loss.item()` is in one process."""
-        self.steps += 1
-        if self.rank == self._kill_rank and self.steps == self._kill_step:
-            os.kill(os.getpid(), getattr(signal, self._kill_signal))
         if not self.enabled:
             return loss.item()
         total = loss.detach().float().reshape(1).clone()
@@ -166,14 +161,6 @@ class Context:
         if not self.enabled:
             return data
         return data.subset(range(self.rank, len(data), self.world))
-
-    def evaluate(self, model: nn.Module, data: Encoded, labels: list[str], plan: Any,
-                 cache: Any, batch_size: int, device: torch.device) -> dict[str, Any]:
-        """evaluate.evaluate_encoded over all of `data`, each rank predicting its local_rows
-        (`cache`, if any, holds the frozen prefix of those rows only)."""
-        from minitf.evaluate import logits_metrics, predict_logits
-        logits = predict_logits(model, self.local_rows(data), plan, cache, batch_size, device)
-        return logits_metrics(self.gather_rows(logits, len(data)), data.labels, labels)
 
     def gather_rows(self, local: torch.Tensor, total: int) -> torch.Tensor:
         """Every rank's `local_rows` results, put back in the data's order: (total, ...)."""
@@ -209,17 +196,16 @@ class Context:
                 torch.manual_seed(int(torch.randint(2**62, (1,))) + self.rank)
 
 
-class _TrainForward(nn.Module):
-    """The training forward pass as a module, so DistributedDataParallel can wrap it: DDP needs
-    the forward to go through its own __call__ to prepare the gradient all-reduce."""
+class _LossModule(nn.Module):
+    """The training forward pass (to the loss) as a module, so DistributedDataParallel can wrap
+    it: DDP needs the forward to go through its own __call__ to prepare the all-reduce."""
 
-    def __init__(self, model: nn.Module, forward: Callable[..., torch.Tensor], plan: Any):
+    def __init__(self, model: nn.Module, loss: Callable[[nn.Module, Shard], torch.Tensor]):
         super().__init__()
-        self.model, self.fn, self.plan = model, forward, plan
+        self.model, self.fn = model, loss
 
-    def forward(self, batch: dict[str, torch.Tensor], cache: Any, rows: Sequence[int]
-                ) -> torch.Tensor:
-        return self.fn(self.model, batch, self.plan, cache, rows)
+    def forward(self, shard: Shard) -> torch.Tensor:
+        return self.fn(self.model, shard)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,10 +14,9 @@ The prefix also runs in eval mode (no dropout) under no_grad, which makes it a p
 the tokens — so its outputs can be computed once and cached (PrefixCache): later epochs run
 only the trainable layers, and produce the same numbers as recomputing the prefix.
 
-The forward pass here (`classifier_logits`) computes what BertForSequenceClassification does,
-split at the frozen boundary, with one more saving: the classifier reads only the [CLS]
-vector of the last layer, so the last layer computes keys and values for every token but the
-query, attention output and feed-forward for the [CLS] position alone.
+The forward pass here (`classifier_logits`) is the model's own, split at the frozen boundary:
+BertEncoder runs any range of layers (start/stop), and, as in
+BertForSequenceClassification.forward, the last layer at the [CLS] position only (cls_only).
 """
 
 from __future__ import annotations
@@ -28,9 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from minitf.attention import get_attention
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification, BertLayer, key_padding_mask
+from minitf.model import BertForSequenceClassification
 from minitf.train.data import Encoded, batch_plan
 
 POLICIES = "none | embeddings | layers:N | all-but-head"
@@ -97,43 +95,18 @@ def train_mode(model: BertForSequenceClassification, plan: FreezePlan) -> None:
 def prefix_hidden(model: BertForSequenceClassification, batch: dict[str, torch.Tensor],
                   num_layers: int) -> torch.Tensor:
     """Embeddings, then encoder layers 0..num_layers-1: hidden states (B, N, C)."""
-    mask = key_padding_mask(batch["attention_mask"])
-    x = model.bert.embeddings(batch["input_ids"], batch["token_type_ids"])
-    for layer in model.bert.encoder.layer[:num_layers]:
-        x, _ = layer(x, mask)
-    return x
+    bert = model.bert
+    hidden = bert.embed(batch["input_ids"], batch["token_type_ids"])
+    return bert.encoder(hidden, batch["attention_mask"], stop=num_layers)[0]
 
 
 def head_logits(model: BertForSequenceClassification, hidden: torch.Tensor,
                 attention_mask: torch.Tensor, first_layer: int) -> torch.Tensor:
-    """Encoder layers first_layer.. on `hidden` (B, N, C), then pooler and classifier → logits.
-
-    With first_layer == num_layers, `hidden` may hold the [CLS] position only (B, 1, C).
-    """
-    layers = model.bert.encoder.layer
-    mask = key_padding_mask(attention_mask)
-    if first_layer < len(layers):
-        for layer in layers[first_layer:-1]:
-            hidden, _ = layer(hidden, mask)
-        hidden = cls_only_layer(layers[-1], hidden, mask)    # (B, 1, C)
-    pooled = model.bert.pooler(hidden)                        # tanh(W · h[CLS]), (B, C)
-    return model.classifier(model.dropout(pooled))            # (B, num_labels)
-
-
-def cls_only_layer(layer: BertLayer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """BertLayer's output at the [CLS] position only, (B, 1, C): the same numbers as
-    `layer(x, mask)[0][:, :1]`, for about a sixth of the work on long inputs."""
-    sa = layer.attention.self
-    B, N, C = x.shape
-    cls = x[:, :1]                                                         # (B, 1, C)
-    q = sa.query(cls).view(B, 1, sa.num_heads, sa.head_dim).transpose(1, 2)
-    k, v = (proj(x).view(B, N, sa.num_heads, sa.head_dim).transpose(1, 2)
-            for proj in (sa.key, sa.value))                                # (B, H, N, D)
-    attend = get_attention(sa.backend)
-    out = attend(q, k, v, key_padding_mask=mask,
-                 dropout_p=sa.dropout_p if sa.training else 0.0)           # (B, H, 1, D)
-    h = layer.attention.output(out.transpose(1, 2).reshape(B, 1, C), residual=cls)
-    return layer.output(layer.intermediate(h), residual=h)
+    """Encoder layers first_layer.. on `hidden` (B, N, C), the last one at [CLS] only, then
+    pooler and classifier → logits. With first_layer == num_layers nothing runs and `hidden`
+    may hold the [CLS] position only (B, 1, C)."""
+    hidden, _ = model.bert.encoder(hidden, attention_mask, start=first_layer, cls_only=True)
+    return model.head(hidden)                                 # (B, num_labels)
 
 
 def classifier_logits(model: BertForSequenceClassification, batch: dict[str, torch.Tensor],
@@ -145,7 +118,7 @@ def classifier_logits(model: BertForSequenceClassification, batch: dict[str, tor
     without gradients; with nothing frozen, gradients flow all the way to the embeddings.
     """
     if plan.frozen_layers is None:
-        hidden = model.bert.embeddings(batch["input_ids"], batch["token_type_ids"])
+        hidden = model.bert.embed(batch["input_ids"], batch["token_type_ids"])
         return head_logits(model, hidden, batch["attention_mask"], 0)
     if cache is not None:
         hidden, attention_mask = cache.collate(indices, device=batch["labels"].device)

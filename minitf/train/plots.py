@@ -1,14 +1,23 @@
-"""The training curves of a fine-tuning run: metrics.jsonl → a PNG (needs matplotlib)."""
+"""The training curves of a run: metrics.jsonl → a PNG (needs matplotlib).
+
+Left: training loss and validation loss. Right: the validation metrics that live on a [-1, 1]
+scale (accuracy, macro-F1, Pearson r, ...). The x axis is the epoch — fractional for the
+evaluations a recipe makes every N steps — so fine-tuning (one point per epoch) and
+pre-training (one per N steps) share the plot.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+SKIPPED = ("n", "loss")
 
 
 def plot_metrics(metrics_file: str | Path, png: str | Path) -> bool:
-    """Train loss and validation loss (left), validation accuracy and macro-F1 (right), per
-    epoch. Returns False (and draws nothing) when matplotlib is not installed."""
+    """Draw `png`. Returns False (and draws nothing) when matplotlib is not installed or there
+    is nothing to draw."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -17,24 +26,35 @@ def plot_metrics(metrics_file: str | Path, png: str | Path) -> bool:
         print("(no plot: pip install matplotlib)")
         return False
     records = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line]
-    epochs = [r for r in records if r.get("type") == "epoch"]
-    if not epochs:
+    points = [r for r in records if r.get("type") in ("epoch", "eval")]
+    if not points:
         return False
-    x = [r["epoch"] for r in epochs]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(x, [r["train_loss"] for r in epochs], "o-", label="train loss")
-    validated = [r for r in epochs if "validation" in r]
+    left.plot([r["epoch"] for r in points], [r["train_loss"] for r in points], "o-",
+              label="train loss")
+    validated = [r for r in points if "validation" in r]
+    x = [r["epoch"] for r in validated]
     if validated:
-        vx = [r["epoch"] for r in validated]
-        left.plot(vx, [r["validation"]["loss"] for r in validated], "o-", label="validation loss")
-        right.plot(vx, [r["validation"]["accuracy"] for r in validated], "o-", label="accuracy")
-        right.plot(vx, [r["validation"]["macro_f1"] for r in validated], "o-", label="macro-F1")
-    left.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+        left.plot(x, [r["validation"]["loss"] for r in validated], "o-", label="validation loss")
+    for name in unit_scale_metrics(validated):
+        right.plot(x, [r["validation"][name] for r in validated], "o-", label=name)
+    left.set(xlabel="epoch", ylabel="loss", title="loss")
     right.set(xlabel="epoch", ylabel="validation", title="validation metrics")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
     return True
+
+
+def unit_scale_metrics(records: list[dict[str, Any]]) -> list[str]:
+    """Scalar validation metrics present in every record, with every value in [-1, 1]."""
+    if not records:
+        return []
+    names = [k for k, v in records[0]["validation"].items()
+             if isinstance(v, float) and k not in SKIPPED]
+    return [k for k in names if all(isinstance(r["validation"].get(k), float)
+                                    and -1 <= r["validation"][k] <= 1 for r in records)]

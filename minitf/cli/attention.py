@@ -1,0 +1,98 @@
+"""`minitf attention` on the command line: heat-map images (minitf/study/heatmaps.py) and the
+interactive explorer page (minitf/study/explorer.py).
+
+    minitf attention --text "The cat sat on the mat." -o attn.png            all heads, last layer
+    minitf attention --text "..." --pair "..." --layer 2 --head 5 -o head.png
+    minitf attention --text "..." --pair "..." --html explorer.html           one offline page
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from minitf.errors import MinitfError
+from minitf.paths import DEFAULT_MODEL, resolve_model_dir
+from minitf.study.heatmaps import MAX_TOKENS_HINT, attention_maps, draw_attention
+
+HTML_MAX_LENGTH = 512  # the page stays usable up to BERT's longest input
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"model directory or name (default: {DEFAULT_MODEL})")
+    parser.add_argument("--text", required=True, help="the sentence to look at")
+    parser.add_argument("--pair", help="an optional second sentence (a sentence pair)")
+    parser.add_argument("--layer", default="-1",
+                        help="layer index (0-based, negative from the end), 'all' or 'mean' "
+                             "(default: -1, the last layer)")
+    parser.add_argument("--head", default="all",
+                        help="head index, 'all' (a grid) or 'mean' (default: all)")
+    parser.add_argument("-o", "--output",
+                        help="image file to write; .png, .svg or .pdf (default: attention.png, "
+                             "unless --html is given)")
+    parser.add_argument("--html", metavar="FILE",
+                        help="write the interactive explorer: one self-contained offline page "
+                             "(head view, model view, matrix, and the math of one query)")
+    parser.add_argument("--max-length", type=int,
+                        help=f"truncate to this many tokens (default: {MAX_TOKENS_HINT} for "
+                             f"images, {HTML_MAX_LENGTH} for --html)")
+    parser.add_argument("--pad-to", type=int, metavar="N",
+                        help="--html only: append [PAD] tokens up to N, to see the mask at work")
+    parser.add_argument("--dpi", type=int, default=120, help="resolution of a .png (default 120)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_length is not None and args.max_length < 3:
+        raise MinitfError("--max-length must be at least 3 ([CLS], one token, [SEP])")
+    if args.pad_to is not None and not args.html:
+        raise MinitfError("--pad-to is for the explorer page: add --html FILE")
+    if args.html:
+        write_page(args)
+    if args.output or not args.html:
+        write_image(args)
+    return 0
+
+
+def write_page(args: argparse.Namespace) -> None:
+    from minitf.study.explorer import explore, write_explorer
+
+    max_length = args.max_length or HTML_MAX_LENGTH
+    data = explore(args.model, args.text, args.pair, max_length=max_length, pad_to=args.pad_to)
+    if data.truncated:
+        print(f"minitf attention: the text was cut to {max_length} tokens (--max-length)",
+              file=sys.stderr)
+    size = write_explorer(data, args.html)
+    layers, heads, n, _ = data.q.shape
+    print(f"{n} tokens: {' '.join(data.tokens)}")
+    print(f"model: {data.kind}, {layers} layers × {heads} heads")
+    print(f"wrote {args.html} ({size / 1e6:.2f} MB, self-contained; open it in a browser)")
+
+
+def write_image(args: argparse.Namespace) -> None:
+    directory = resolve_model_dir(args.model)
+    output = args.output or "attention.png"
+    max_length = args.max_length or MAX_TOKENS_HINT
+    maps = attention_maps(directory, args.text, args.pair, max_length=max_length)
+    if maps.truncated:
+        print(f"minitf attention: the text was cut to {max_length} tokens "
+              "(--max-length); longer maps get hard to read", file=sys.stderr)
+    n_layers, n_heads, n, _ = maps.weights.shape
+    name = args.model if not Path(args.model).expanduser().is_dir() else directory.name
+    title = f"{name}: {args.text}" + (f"  ‖  {args.pair}" if args.pair else "")
+    if len(title) > 110:
+        title = title[:107] + "..."
+    draw_attention(maps.weights, maps.tokens, _index_or_word(args.layer),
+                   _index_or_word(args.head), path=output, title=title,
+                   token_type_ids=maps.token_type_ids, dpi=args.dpi)
+    print(f"{n} tokens: {' '.join(maps.tokens)}")
+    print(f"model: {directory} ({n_layers} layers × {n_heads} heads)")
+    print(f"wrote {output} (layer {args.layer}, head {args.head})")
+
+
+def _index_or_word(value: str) -> int | str:
+    try:
+        return int(value)
+    except ValueError:
+        return value

@@ -1,0 +1,36 @@
+"""Flags that several commands share: data columns and format, device, batch size, backend."""
+
+from __future__ import annotations
+
+import argparse
+
+from minitf.attention import BACKENDS
+from minitf.train import data as D
+
+
+def add_backend_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    parser.add_argument("--attn-backend", default=default, choices=BACKENDS,
+                        help="attention implementation (default: %(default)s)")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Reading a labelled (or unlabelled) file and running a model over it."""
+    parser.add_argument("--text-column")
+    parser.add_argument("--text-pair-column", dest="pair_column")
+    parser.add_argument("--label-column")
+    parser.add_argument("--format", choices=D.FORMATS)
+    parser.add_argument("--encoding", default="utf-8")
+    parser.add_argument("--encoding-errors", default="strict", choices=("strict", "replace"))
+    parser.add_argument("--skip-bad-rows", action="store_true")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="examples per forward pass")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_backend_argument(parser)
+
+
+def read_file(args: argparse.Namespace, require_labels: bool) -> D.Examples:
+    """args.data read with the flags of add_data_arguments."""
+    return D.read_examples(args.data, args.text_column, args.pair_column, args.label_column,
+                           format=args.format, encoding=args.encoding,
+                           encoding_errors=args.encoding_errors,
+                           skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)

@@ -1,0 +1,122 @@
+"""Using a trained model: load a fine-tuned classifier, predict, evaluate, embed sentences.
+
+    load_for_inference(dir)            → (classifier, tokenizer, label names in id order)
+    predict_logits(model, data)        → logits (n, num_labels), in the data's order
+    evaluate_encoded(model, data, ..)  → metrics: accuracy, macro-F1, per class, confusion
+                                         matrix and loss; or, for a regression model
+                                         (num_labels == 1), MSE, MAE, Pearson r and loss
+    encode_texts(model, tok, texts)    → mean-pooled, L2-normalised sentence embeddings
+
+The command line over these is minitf/cli/{evaluate,predict,encode}.py; the fine-tuning
+recipe evaluates with the same functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from minitf.errors import MinitfError
+from minitf.model import BertForSequenceClassification, BertModel, classification_loss
+from minitf.train import data as D
+from minitf.train.freeze import FreezePlan, PrefixCache, classifier_logits
+from minitf.train.metrics import classification_metrics, regression_metrics
+
+NO_FREEZE = FreezePlan("none", None)
+
+
+def load_tokenizer(directory: str | Path) -> Any:
+    """The tokenizer of a model directory: WordPiece (vocab.txt) or SentencePiece
+    (spiece.model), as minitf.tokenizer.load_tokenizer chooses. One name for the recipes and
+    commands to call (and for tests to replace with a stand-in)."""
+    from minitf.tokenizer import load_tokenizer as load
+    return load(directory)
+
+
+def load_for_inference(model: str | Path, attn_backend: str = "auto",
+                       device: torch.device | str = "cpu", adapter: str | Path | None = None
+                       ) -> tuple[BertForSequenceClassification, Any, list[str]]:
+    """A fine-tuned classifier directory → (model on `device`, tokenizer, label names).
+    With `adapter` (a PEFT LoRA adapter directory), `model` is its base model."""
+    from minitf.paths import resolve_model_dir
+    from minitf.peft_format import load_adapted_classifier
+
+    directory = resolve_model_dir(model)
+    classifier = (load_adapted_classifier(directory, adapter, attn_backend) if adapter else
+                  BertForSequenceClassification.from_pretrained(directory,
+                                                                attn_backend=attn_backend))
+    if not classifier.config.id2label:
+        raise MinitfError(f"{directory}: config.json has no id2label; is this a fine-tuned "
+                          "classifier (minitf finetune's best/ or last/ directory)?")
+    labels = [classifier.config.id2label[i] for i in range(classifier.config.num_labels)]
+    return classifier.to(device), load_tokenizer(directory), labels
+
+
+def predict_logits(model: BertForSequenceClassification, data: D.Encoded,
+                   plan: FreezePlan = NO_FREEZE, cache: PrefixCache | None = None,
+                   batch_size: int = 128, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Logits (n, num_labels) in the data's order, in eval mode, length-sorted batches."""
+    was_training = model.training
+    model.eval()
+    logits = torch.empty(len(data), model.config.num_labels)
+    with torch.inference_mode():
+        for indices in D.batch_plan(data.lengths, batch_size, shuffle=False):
+            batch = {k: v.to(device) for k, v in data.collate(indices).items()}
+            logits[indices] = classifier_logits(model, batch, plan, cache, indices).float().cpu()
+    model.train(was_training)
+    return logits
+
+
+def evaluate_encoded(model: BertForSequenceClassification, data: D.Encoded, labels: list[str],
+                     plan: FreezePlan = NO_FREEZE, cache: PrefixCache | None = None,
+                     batch_size: int = 128, device: torch.device | str = "cpu"
+                     ) -> dict[str, Any]:
+    """logits_metrics of the model's predictions on labelled `data`."""
+    logits = predict_logits(model, data, plan, cache, batch_size, device)
+    return logits_metrics(logits, data.labels, labels)
+
+
+def logits_metrics(logits: torch.Tensor, targets: torch.Tensor, labels: list[str]
+                   ) -> dict[str, Any]:
+    """Classification metrics of the logits' argmax (regression metrics of the one output when
+    there is a single label), plus `loss`: the training loss, model.classification_loss."""
+    if len(labels) == 1:
+        metrics = regression_metrics(targets, logits[:, 0])
+    else:
+        metrics = classification_metrics(targets, logits.argmax(-1), labels)
+    metrics["loss"] = classification_loss(logits, targets).item()
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentence embeddings
+# ---------------------------------------------------------------------------------------------
+
+
+def embed(model: BertModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean-pooled, L2-normalised sentence vectors (B, C) — padding excluded from the mean."""
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state                    # (B, N, C)
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)    # (B, N, 1)
+    mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return F.normalize(mean, dim=-1)
+
+
+def encode_texts(model: BertModel, tokenizer: Any, texts: list[str], batch_size: int = 32,
+                 max_length: int = 512, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Sentence embeddings (len(texts), C) for any number of texts, in their original order.
+
+    Texts are sorted by token count before batching, so each batch pads to a similar length
+    and little compute is spent on padding; the result is put back in input order.
+    """
+    lengths = [len(tokenizer.tokenize(t)) for t in texts]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    out = torch.empty(len(texts), model.config.hidden_size)
+    for start in range(0, len(texts), batch_size):
+        index = order[start : start + batch_size]
+        batch = tokenizer([texts[i] for i in index], max_length=max_length)
+        out[index] = embed(model, {k: v.to(device) for k, v in batch.items()}).float().cpu()
+    return out

@@ -1,0 +1,488 @@
+"""`minitf pretrain`: masked-language-model pre-training of a BERT, from scratch or continued.
+
+The recipe (Devlin et al., 2019, §3.1 and appendix A.2; RoBERTa's packing), top to bottom:
+
+    1. data      read the --train files (one document per line, or a CSV/TSV/JSONL text
+                 column), tokenize, pack into full --max-length blocks (minitf/train/mlm.py);
+                 validation: --validation, else a seeded share of the documents held out
+    2. model     from scratch: BertForMaskedLM of a --config shape (Google's small BERTs)
+                 with the --tokenizer's vocabulary; or --model DIR to continue pre-training
+    3. masking   15% of the ordinary tokens, 80/10/10, re-drawn every epoch, seeded per block
+    4. optimizer AdamW, linear warmup then linear decay to 0, gradient clipping
+    5. length    --max-steps, --epochs or --time-budget MINUTES: the budget is turned into a
+                 number of steps by timing a few steps first, so that the learning rate
+                 decays to 0 as the budget runs out
+    6. loop      the shared engine (minitf/train/loop.py): held-out masked loss, masked-token
+                 accuracy and perplexity every --eval-every steps, checkpoints, Ctrl-C,
+                 exact --resume, NaN stop, torchrun
+    7. the end   the final model in --output itself: config.json, model.safetensors and the
+                 tokenizer files, a Hugging Face BertForMaskedLM directory that
+                 `minitf finetune --model DIR` and transformers load
+
+`--max-steps 0` writes the initialised model (the from-scratch baseline of the same shape and
+tokenizer) after one evaluation.
+
+Python:  from minitf.recipes.pretrain import PretrainConfig, pretrain
+         pretrain(PretrainConfig(train=["corpus.txt"], tokenizer="tok", output="out"))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from minitf.config import BertConfig
+from minitf.errors import MinitfError
+from minitf.model import BertForMaskedLM, num_parameters
+from minitf.train import distributed, mlm
+from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
+from minitf.train.loop import Schedule, Task, Trainer
+from minitf.train.optim import build_optimizer, linear_schedule
+from minitf.train.progress import Progress
+from minitf.train.step import TrainStep, pick_device
+
+# Google's small BERTs (Turc et al., 2019): layers, hidden, heads; intermediate = 4 × hidden.
+SHAPES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8)}
+# Settings that must match for --resume to continue the same run.
+RESUME_KEYS = ("train", "validation", "text_column", "validation_fraction", "max_length",
+               "mlm_probability", "batch_size", "lr", "weight_decay", "warmup_ratio",
+               "max_grad_norm", "epochs", "max_steps", "time_budget", "seed")
+CALIBRATION_STEPS = 3   # timed steps (after one warm-up step) that turn a budget into steps
+
+
+@dataclass
+class PretrainConfig:
+    train: list[str]
+    output: str
+    tokenizer: str | None = None        # from scratch: the tokenizer directory
+    model: str | None = None            # or: continue pre-training this BERT directory
+    config: str = "mini"                # tiny | mini | small (from scratch)
+    layers: int | None = None           # explicit shape, overriding --config
+    hidden: int | None = None
+    heads: int | None = None
+    intermediate: int | None = None     # default 4 × hidden
+    dropout: float = 0.1
+    validation: str | None = None
+    validation_fraction: float = 0.05   # of the documents, when no --validation
+    max_eval_blocks: int = 256          # validation blocks evaluated (the first ones)
+    text_column: str | None = None
+    max_length: int = 128
+    mlm_probability: float = 0.15
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    epochs: int | None = None
+    max_steps: int | None = None
+    time_budget: float | None = None    # minutes of training, evaluation included
+    eval_every: int | None = None       # steps; default: ~10 evaluations per run
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    save_every: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    attn_backend: str = "auto"
+    eval_batch_size: int = 128
+    progress: str = "auto"
+    stop_after_steps: int | None = None
+    dist_timeout: float = 300.0
+
+
+@dataclass
+class PretrainResult:
+    output: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] | None = None   # the last validation metrics
+    total_steps: int = 0
+    interrupted: bool = False
+    train_seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Model and tokenizer
+# ---------------------------------------------------------------------------------------------
+
+
+def model_config(cfg: PretrainConfig, tokenizer: Any) -> BertConfig:
+    if cfg.config not in SHAPES:
+        raise MinitfError(f"--config {cfg.config!r}: choose one of {', '.join(SHAPES)}")
+    layers, hidden, heads = SHAPES[cfg.config]
+    layers, hidden, heads = cfg.layers or layers, cfg.hidden or hidden, cfg.heads or heads
+    return BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, intermediate_size=cfg.intermediate or 4 * hidden,
+        hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
+        max_position_embeddings=max(512, cfg.max_length), pad_token_id=tokenizer.pad_token_id)
+
+
+def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None
+                             ) -> tuple[BertForMaskedLM, Any, str]:
+    """(model, tokenizer, where the tokenizer came from): from scratch or from --model."""
+    from minitf.paths import resolve_model_dir
+    from minitf.tokenizer import load_tokenizer
+
+    if (cfg.model is None) == (cfg.tokenizer is None) and cfg.model is None:
+        raise MinitfError("give --tokenizer DIR (and --config) to pre-train from scratch, or "
+                          "--model DIR to continue pre-training a BERT")
+    tok_dir = resolve_model_dir(cfg.tokenizer or cfg.model)
+    tokenizer = load_tokenizer(tok_dir)
+    if resume_dir is not None:
+        model = BertForMaskedLM.from_pretrained(resume_dir, attn_backend=cfg.attn_backend)
+    elif cfg.model is not None:
+        model = BertForMaskedLM.from_pretrained(resolve_model_dir(cfg.model),
+                                                attn_backend=cfg.attn_backend,
+                                                allow_missing_head=True)
+    else:
+        torch.manual_seed(cfg.seed)
+        model = BertForMaskedLM(model_config(cfg, tokenizer), attn_backend=cfg.attn_backend)
+    check_compatible(tokenizer, model.config, str(tok_dir), cfg.max_length)
+    return model, tokenizer, str(tok_dir)
+
+
+def check_compatible(tokenizer: Any, config: BertConfig, source: str, max_length: int) -> None:
+    """The tokenizer's ids must index the model's embeddings, and its [PAD] be the model's."""
+    if tokenizer.vocab_size != config.vocab_size:
+        raise MinitfError(f"{source}: the tokenizer has {tokenizer.vocab_size} tokens but the "
+                          f"model's vocab_size is {config.vocab_size}; use the tokenizer the "
+                          "model was trained with (the files in its directory)")
+    if tokenizer.pad_token_id != config.pad_token_id:
+        raise MinitfError(f"{source}: the tokenizer's [PAD] id is {tokenizer.pad_token_id} but "
+                          f"the model's pad_token_id is {config.pad_token_id}; the tokenizer "
+                          "does not belong to this model")
+    if max_length > config.max_position_embeddings:
+        raise MinitfError(f"--max-length {max_length} exceeds the model's "
+                          f"max_position_embeddings ({config.max_position_embeddings}); use "
+                          f"--max-length {config.max_position_embeddings} or less")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3.-6. The run
+# ---------------------------------------------------------------------------------------------
+
+
+def pretrain(cfg: PretrainConfig) -> PretrainResult:
+    """Run the recipe; under torchrun every process runs it, data-parallel."""
+    with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
+        return _pretrain(cfg, ctx)
+
+
+def _pretrain(cfg: PretrainConfig, ctx: distributed.Context) -> PretrainResult:
+    progress = Progress(cfg.progress if ctx.main else "off")
+    out = Path(cfg.output)
+    state = resume_state(cfg, out)
+    check_settings(cfg)
+    ctx.check_batch_size(cfg.batch_size)
+    device = ctx.local_device(pick_device(cfg.device))
+    model, tokenizer, tok_source = load_model_and_tokenizer(
+        cfg, out / "last" if state else None)
+    policy = mlm.MaskingPolicy.for_tokenizer(tokenizer, cfg.mlm_probability)
+    corpus = mlm.load_corpus(cfg.train, tokenizer, policy, cfg.max_length, cfg.text_column,
+                             cfg.validation, cfg.validation_fraction, cfg.max_eval_blocks,
+                             cfg.seed, progress.say)
+    if state is not None and state["fingerprint"] != corpus.fingerprint:
+        raise MinitfError(f"the --train files changed since {out / 'last'} was written; "
+                          "--resume needs the same corpus")
+    out = check_writable(out)  # only now: bad input leaves nothing behind
+    model.to(device)
+    c = model.config
+    progress.say(f"model: {c.num_hidden_layers} layers × {c.hidden_size} hidden, "
+                 f"{c.num_attention_heads} heads, vocabulary {c.vocab_size} ({tok_source}); "
+                 f"{num_parameters(model):,} parameters")
+    outputs = Outputs(out, enabled=ctx.main)
+    run = Run(cfg, model, tokenizer, policy, corpus, ctx, device, outputs, progress)
+    if cfg.max_steps == 0:
+        return run.write_initial()
+    return run.train(state)
+
+
+class Run:
+    """One pre-training run: batches, loss, evaluation, the step budget and the engine."""
+
+    def __init__(self, cfg: PretrainConfig, model: BertForMaskedLM, tokenizer: Any,
+                 policy: mlm.MaskingPolicy, corpus: mlm.Corpus, ctx: distributed.Context,
+                 device: torch.device, outputs: Outputs, progress: Progress):
+        self.cfg, self.model, self.tokenizer, self.policy = cfg, model, tokenizer, policy
+        self.corpus, self.ctx, self.device = corpus, ctx, device
+        self.outputs, self.progress = outputs, progress
+        self.n = len(corpus.train)
+        self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)
+
+    # -- the engine's Task ------------------------------------------------------------------
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """Global batches of block indices, shuffled per (seed, epoch)."""
+        order = mlm.epoch_order(self.n, self.cfg.seed, epoch)
+        size = self.cfg.batch_size
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    def loss(self, model: BertForMaskedLM, shard: distributed.Shard) -> torch.Tensor:
+        """shard.mean of the per-block mean cross-entropy over the block's masked tokens
+        (each block weighs the same, so the loss is exact under data parallelism too)."""
+        batch = self.policy.mask(self.corpus.train, shard.rows, self.cfg.seed, shard.epoch)
+        return shard.mean(self.masked_losses(model, batch)[0].sum())
+
+    def masked_losses(self, model: BertForMaskedLM, batch: dict[str, torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per block: mean masked cross-entropy (B,); and per masked token: loss (M,) and
+        whether the argmax was right (M,)."""
+        ids, labels = batch["input_ids"].to(self.device), batch["labels"].to(self.device)
+        logits = model(input_ids=ids, labels=labels).logits.float()   # (M, V), masked only
+        chosen = labels != mlm.IGNORE_INDEX                              # (B, L)
+        targets = labels[chosen]                                         # (M,)
+        token_loss = F.cross_entropy(logits, targets, reduction="none")  # (M,)
+        row = chosen.nonzero()[:, 0]                                     # (M,) block of each
+        sums = torch.zeros(len(ids), device=ids.device).index_add_(0, row, token_loss)
+        per_block = sums / chosen.sum(1).clamp(min=1)
+        return per_block, token_loss.detach(), logits.argmax(-1) == targets
+
+    def evaluate(self) -> dict[str, Any]:
+        """Masked loss, accuracy and perplexity on the validation blocks, with fixed masks."""
+        blocks = self.corpus.validation
+        if len(blocks) == 0:
+            return {}
+        rows = list(range(self.ctx.rank, len(blocks), self.ctx.world))
+        sums = torch.zeros(len(rows), 4)  # per block: loss sum, correct, masked, top-token hits
+        self.model.eval()
+        with torch.inference_mode():
+            for i in range(0, len(rows), self.cfg.eval_batch_size):
+                part = rows[i:i + self.cfg.eval_batch_size]
+                batch = self.policy.mask(blocks, part, self.cfg.seed, 0, split=mlm.VALIDATION)
+                with torch.autocast(self.device.type, **self.step_autocast):
+                    _, token_loss, right = self.masked_losses(self.model, batch)
+                chosen = batch["labels"] != mlm.IGNORE_INDEX
+                row = chosen.nonzero()[:, 0]
+                stats = torch.stack([token_loss.cpu(), right.float().cpu(), torch.ones_like(
+                    token_loss.cpu()), (batch["labels"][chosen] == self.corpus.top_token).float()],
+                    dim=1)
+                sums[i:i + len(part)] = torch.zeros(len(part), 4).index_add_(0, row, stats)
+        total = self.ctx.gather_rows(sums, len(blocks)).sum(0)
+        loss = float(total[0] / total[2])
+        return {"loss": loss, "accuracy": float(total[1] / total[2]),
+                "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": int(total[2]),
+                "most_frequent_token_accuracy": float(total[3] / total[2])}
+
+    # -- the schedule -----------------------------------------------------------------------
+
+    @property
+    def step_autocast(self) -> dict[str, Any]:
+        from minitf.train.step import autocast_settings
+        return autocast_settings(self.cfg.precision, self.device)
+
+    def budget_steps(self, minutes: float) -> tuple[int, float]:
+        """(steps, seconds left) that fit a time budget: a warm-up pass and CALIBRATION_STEPS
+        timed forward/backward passes (no update; the RNG is restored), and one evaluation;
+        then the steps that fit, after ~11 evaluations, into what is left."""
+        clock = time.perf_counter()
+        rng = torch.get_rng_state()
+        self.model.train()
+        times = []
+        for rows in self.batches(0)[:CALIBRATION_STEPS + 1]:
+            started = time.perf_counter()
+            with torch.autocast(self.device.type, **self.step_autocast):
+                loss = self.loss(self.model, self.ctx.shard(rows))
+            loss.backward()
+            self.model.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - started)
+        torch.set_rng_state(rng)
+        step_s = sorted(times[1:])[len(times[1:]) // 2] * 1.05  # + the optimizer's share
+        started = time.perf_counter()
+        initial = self.evaluate()
+        eval_s = time.perf_counter() - started
+        left = minutes * 60 - (time.perf_counter() - clock)
+        steps = int((left - 11 * eval_s) / step_s)
+        # Every rank must run the same number of steps: rank 0's estimate.
+        steps = int(self.ctx.gather_rows(torch.tensor([[steps]]), self.ctx.world)[0, 0])
+        if steps < 1:
+            raise MinitfError(f"--time-budget {minutes} min is too short: one step takes "
+                              f"{step_s:.1f} s and an evaluation {eval_s:.1f} s here; give a "
+                              "larger budget, a smaller --batch-size or a smaller model")
+        if initial:
+            self.progress.say(f"initial model: {describe(initial)}")
+        self.progress.say(f"time budget {minutes:g} min: {step_s:.2f} s per step, "
+                          f"{eval_s:.1f} s per evaluation → {steps} steps")
+        return steps, left
+
+    def plan(self, state: dict[str, Any] | None) -> tuple[int, Schedule]:
+        cfg = self.cfg
+        if state is not None:
+            total, left = state["total_steps"], state["budget_seconds"]
+        elif cfg.time_budget:
+            total, left = self.budget_steps(cfg.time_budget)
+        else:
+            total, left = min(x for x in (cfg.max_steps, cfg.epochs and cfg.epochs *
+                                          self.steps_per_epoch) if x), None
+        self.total_steps, self.budget_seconds = total, left
+        schedule = Schedule(
+            epochs=cfg.epochs, max_steps=total,
+            # a safety net: the steps were sized to the budget; a machine that slows down
+            # mid-run stops 10% (+10 s) after it
+            minutes=(left * 1.1 + 10) / 60 if left else None,
+            stop_after_steps=cfg.stop_after_steps, eval_every=cfg.eval_every or
+            max(1, total // 10), eval_each_epoch=False, save_every=cfg.save_every,
+            select_metric="loss" if len(self.corpus.validation) else None,
+            higher_is_better=False)
+        return total, schedule
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def train(self, state: dict[str, Any] | None) -> PretrainResult:
+        cfg = self.cfg
+        total, schedule = self.plan(state)
+        optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, self.device)
+        scheduler = linear_schedule(optimizer, round(cfg.warmup_ratio * total), total)
+        step = TrainStep(optimizer, scheduler, cfg.max_grad_norm, self.device, cfg.precision,
+                         mean_loss=self.ctx.mean_loss)
+        task = Task(model=self.model, batches=self.batches, loss=self.loss, save=self.save,
+                    evaluate=self.evaluate if len(self.corpus.validation) else None,
+                    describe=describe, on_record=self.add_tokens_per_s)
+        trainer = Trainer(task, step, schedule, self.ctx, self.outputs, self.progress,
+                          self.device, extra_state=self.extra_state)
+        if state is not None:
+            trainer.load_state_dict(state)
+            self.progress.say(f"resuming at step {state['loop']['global_step']} of {total}")
+        else:
+            self.progress.say(f"training: {total} steps of {cfg.batch_size} blocks "
+                              f"({total * cfg.batch_size * cfg.max_length:,} tokens, "
+                              f"{total / self.steps_per_epoch:.2f} passes over the corpus)")
+        loop = trainer.run()
+        result = PretrainResult(self.outputs.directory, loop.history, total_steps=total,
+                                interrupted=loop.interrupted, train_seconds=loop.train_seconds)
+        evaluated = [r["validation"] for r in loop.history if r.get("validation")]
+        result.final = evaluated[-1] if evaluated else None
+        if not loop.interrupted:
+            self.publish()
+        return result
+
+    def write_initial(self) -> PretrainResult:
+        """--max-steps 0: the initialised model, evaluated once, written to --output."""
+        metrics = self.evaluate()
+        record = {"type": "eval", "step": 0, "epoch": 0.0}
+        if metrics:
+            record["validation"] = metrics
+            self.progress.say(f"initial model: {describe(metrics)}")
+        self.outputs.truncate_metrics(0)
+        self.outputs.log(record)
+        self.publish()
+        return PretrainResult(self.outputs.directory, [record], metrics or None)
+
+    @property
+    def save(self) -> Any:
+        """Writes the model directory's files: weights, config.json, the tokenizer's files."""
+        return model_files(self.model, self.tokenizer)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"config": asdict(self.cfg), "fingerprint": self.corpus.fingerprint,
+                "total_steps": self.total_steps, "budget_seconds": self.budget_seconds}
+
+    def add_tokens_per_s(self, record: dict[str, Any]) -> None:
+        if "samples_per_s" in record:
+            record["tokens_per_s"] = record["samples_per_s"] * self.cfg.max_length
+
+    def publish(self) -> None:
+        """The final model into --output itself (every file complete: written aside, then
+        renamed into place), and the training curve next to it."""
+        if not self.outputs.enabled:
+            return
+        out = self.outputs.directory
+        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
+        try:
+            self.save(tmp)
+            for file in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
+                os.replace(file, out / file.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        plot_pretraining(out / "metrics.jsonl", out / "training.png")
+        self.progress.say(f"saved the model: {out} (config.json, model.safetensors, tokenizer); "
+                          f"metrics: {out / 'metrics.jsonl'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def describe(metrics: dict[str, Any]) -> str:
+    return (f"masked loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}, "
+            f"perplexity {metrics['perplexity']:.1f}")
+
+
+def resume_state(cfg: PretrainConfig, out: Path) -> dict[str, Any] | None:
+    if not cfg.resume:
+        if (out / "last").exists() and not cfg.overwrite:
+            raise MinitfError(f"{out} already holds a pre-training run; pass --resume to "
+                              "continue it, --overwrite to start again there, or choose "
+                              "another --output")
+        return None
+    state = load_state(out / "last")
+    saved = state["config"]
+    mismatched = [f"--{k.replace('_', '-')}: checkpoint {saved.get(k)!r}, now "
+                  f"{getattr(cfg, k)!r}" for k in RESUME_KEYS if saved.get(k) != getattr(cfg, k)]
+    if mismatched:
+        raise MinitfError(f"{out / 'last'} was trained with other settings; --resume "
+                          "continues the same run only:\n  " + "\n  ".join(mismatched))
+    return state
+
+
+def check_settings(cfg: PretrainConfig) -> None:
+    if not (cfg.epochs or cfg.max_steps is not None or cfg.time_budget):
+        raise MinitfError("say how long to train: --max-steps N, --epochs N or --time-budget "
+                          "MINUTES")
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(cfg, name) < 1:
+            raise MinitfError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.max_steps is not None and cfg.max_steps < 0:
+        raise MinitfError(f"--max-steps must be 0 or more, got {cfg.max_steps}")
+    if not cfg.lr > 0:
+        raise MinitfError(f"--lr must be positive, got {cfg.lr}")
+    if not 0 <= cfg.warmup_ratio <= 1:
+        raise MinitfError(f"--warmup-ratio must be in [0, 1], got {cfg.warmup_ratio}")
+    if not 0 <= cfg.validation_fraction < 1:
+        raise MinitfError(f"--validation-fraction must be in [0, 1), got "
+                          f"{cfg.validation_fraction}")
+
+
+def plot_pretraining(metrics_file: Path, png: Path) -> bool:
+    """Training and held-out masked loss (left) and masked-token accuracy (right) by step."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
+    evals = [r for r in records if r.get("type") == "eval" and r.get("step")]
+    if not evals:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    steps = [r["step"] for r in evals]
+    left.plot(steps, [r["train_loss"] for r in evals], "o-", label="training (masked) loss")
+    validated = [r for r in evals if "validation" in r]
+    if validated:
+        vs = [r["step"] for r in validated]
+        left.plot(vs, [r["validation"]["loss"] for r in validated], "o-", label="held-out loss")
+        right.plot(vs, [r["validation"]["accuracy"] for r in validated], "o-",
+                   label="masked-token accuracy")
+        right.plot(vs, [r["validation"]["most_frequent_token_accuracy"] for r in validated],
+                   "--", label="always the most frequent token")
+    left.set(xlabel="step", ylabel="cross-entropy", title="masked-LM loss")
+    right.set(xlabel="step", ylabel="held-out", title="masked-token accuracy")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return True

@@ -1,0 +1,217 @@
+"""Train a SentencePiece tokenizer for a BERT model from plain text.
+
+    result = train_sentencepiece(["reviews.txt"], "tok/", vocab_size=8000)
+    tok = load_tokenizer("tok/")      # minitf; transformers' AutoTokenizer loads it too
+
+Input: plain text, one document per line, or CSV/TSV/JSONL (read by minitf.train.data, the
+text column given or guessed). The corpus is prenormalised exactly as the tokenizer will see
+text (quotes, optional lower-casing / accent stripping), then SentencePiece learns the pieces.
+
+BERT's special tokens get fixed ids, [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, as control
+pieces: SentencePiece never produces them from text; minitf and transformers cut them out
+only where they are written literally ("[MASK]" in a text is the mask id).
+
+Character coverage: the share of the corpus's characters that get their own piece (the rest
+become [UNK]). Chinese has thousands of characters, so the default there is 0.9995 (the
+rarest 0.05% of characters are dropped); for other text it is 1.0 (every character kept).
+
+The output directory is built in a temporary folder next to it and renamed into place, so
+an error or Ctrl-C never leaves a half-written tokenizer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece as spm
+
+from minitf.errors import MinitfError
+from minitf.sentencepiece_tokenizer import (
+    MODEL_FILE,
+    SPECIAL_IDS,
+    SentencePieceTokenizer,
+    prenormalize,
+)
+
+MODEL_TYPES = ("unigram", "bpe")
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
+CJK_COVERAGE, DEFAULT_COVERAGE = 0.9995, 1.0
+_CJK_SHARE = 0.3  # at least this share of the letters in CJK ideographs → CJK_COVERAGE
+_MAX_SENTENCE_BYTES = 1 << 16  # SentencePiece skips longer sentences...
+_CHUNK_CHARS = _MAX_SENTENCE_BYTES // 4  # ...so documents are cut into pieces this long
+_SAMPLE = 2_000_000  # documents SentencePiece reads at most (a seeded sample beyond that)
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    vocab_size: int
+    documents: int
+    characters: int
+    character_coverage: float
+    seconds: float
+
+
+def read_corpus(paths: Sequence[str | os.PathLike], text_column: str | None = None,
+                encoding_errors: str = "strict", skip_bad_rows: bool = False) -> list[str]:
+    """The non-empty documents of every file: lines of a text file, or the text column of a
+    CSV/TSV/JSONL file (its text pair too, if it has one)."""
+    if not paths:
+        raise MinitfError("no input files; pass --input FILE [FILE ...]")
+    documents: list[str] = []
+    for path in map(Path, paths):
+        found = (_table_texts(path, text_column, encoding_errors, skip_bad_rows)
+                 if path.suffix.lower() in TABLE_SUFFIXES else _lines(path, encoding_errors))
+        if not found:
+            raise MinitfError(f"{path}: no text in it (every line is empty); "
+                              "give a file with one document per line")
+        documents += found
+    return documents
+
+
+def train_sentencepiece(
+    inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, vocab_size: int = 8000,
+    model_type: str = "unigram", lowercase: bool = False, strip_accents: bool = False,
+    character_coverage: float | None = None, text_column: str | None = None,
+    encoding_errors: str = "strict", skip_bad_rows: bool = False, overwrite: bool = False,
+    seed: int = 0,
+) -> TrainResult:
+    """Train on `inputs` and write the tokenizer directory `output`; see the module docstring.
+    `character_coverage` None picks CJK_COVERAGE for mostly-Chinese text, else 1.0."""
+    start = time.perf_counter()
+    output = Path(output)
+    _check_settings(vocab_size, model_type, character_coverage)
+    _check_output(output, overwrite)
+    documents = [prenormalize(d, lowercase, not strip_accents)
+                 for d in read_corpus(inputs, text_column, encoding_errors, skip_bad_rows)]
+    coverage = character_coverage if character_coverage is not None else _coverage(documents)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.parent / f".{output.name}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run of this process id
+    staging.mkdir()
+    try:
+        _train(documents, staging, vocab_size, model_type, coverage, seed, inputs)
+        tokenizer = SentencePieceTokenizer(staging / MODEL_FILE, do_lower_case=lowercase,
+                                           keep_accents=not strip_accents)
+        tokenizer.save_pretrained(staging)
+        _publish(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return TrainResult(output, tokenizer.vocab_size, len(documents),
+                       sum(map(len, documents)), coverage, time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _lines(path: Path, encoding_errors: str) -> list[str]:
+    if not path.is_file():
+        raise MinitfError(f"{path}: no such file")
+    data = path.read_bytes()
+    if b"\0" in data[:1 << 16]:
+        raise MinitfError(f"{path} looks binary (it has NUL bytes), not text; give a UTF-8 "
+                          "text file with one document per line")
+    try:
+        text = data.decode("utf-8-sig", encoding_errors)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise MinitfError(f"{path}:{line}: bytes that are not valid UTF-8; convert the file "
+                          "to UTF-8, or pass --encoding-errors replace") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _table_texts(path: Path, text_column: str | None, encoding_errors: str,
+                 skip_bad_rows: bool) -> list[str]:
+    from minitf.train.data import read_examples
+
+    examples = read_examples(path, text_column, require_labels=False,
+                             encoding_errors=encoding_errors, skip_bad_rows=skip_bad_rows)
+    return [*examples.texts, *(examples.pairs or [])]
+
+
+def _coverage(documents: list[str]) -> float:
+    """CJK_COVERAGE if CJK ideographs make up a good share of the letters, else 1.0."""
+    sample = "".join(documents[:: max(1, len(documents) // 2000)])
+    letters = sum(c.isalpha() for c in sample)
+    cjk = len(re.findall("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", sample))
+    return CJK_COVERAGE if letters and cjk / letters >= _CJK_SHARE else DEFAULT_COVERAGE
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _check_settings(vocab_size: int, model_type: str, coverage: float | None) -> None:
+    if model_type not in MODEL_TYPES:
+        raise MinitfError(f"model type {model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+    if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_IDS):
+        raise MinitfError(f"--vocab-size {vocab_size} is too small: the 5 special tokens "
+                          "alone take 5 ids; try 8000")
+    if coverage is not None and not 0.9 <= coverage <= 1.0:
+        raise MinitfError(f"--character-coverage {coverage} must be between 0.9 and 1.0")
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise MinitfError(f"{output} is a file; --output must name a directory")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise MinitfError(f"{output} already exists and is not empty; choose another "
+                          "--output, or pass --overwrite to replace its tokenizer files")
+
+
+def _train(documents: list[str], folder: Path, vocab_size: int, model_type: str,
+           coverage: float, seed: int, inputs: Sequence[str | os.PathLike]) -> None:
+    """Run the SentencePiece trainer; its errors become MinitfErrors naming the input."""
+    names = {name: token for name, (token, _) in SPECIAL_IDS.items()}
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=(d[i:i + _CHUNK_CHARS] for d in documents
+                               for i in range(0, len(d), _CHUNK_CHARS)),
+            model_prefix=str(folder / "spiece"),
+            vocab_size=vocab_size, model_type=model_type, character_coverage=coverage,
+            pad_id=SPECIAL_IDS["pad_token"][1], pad_piece=names["pad_token"],
+            unk_id=SPECIAL_IDS["unk_token"][1], unk_piece=names["unk_token"],
+            bos_id=-1, eos_id=-1,  # BERT's [CLS]/[SEP] are added by the tokenizer instead
+            control_symbols=[names["cls_token"], names["sep_token"], names["mask_token"]],
+            normalization_rule_name="nmt_nfkc", max_sentence_length=_MAX_SENTENCE_BYTES,
+            input_sentence_size=_SAMPLE, shuffle_input_sentence=True,
+            num_threads=max(1, min(8, os.cpu_count() or 1)), minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise MinitfError(_explain(str(e), vocab_size, ", ".join(map(str, inputs)))) from None
+
+
+def _explain(message: str, vocab_size: int, source: str) -> str:
+    """SentencePiece's error message, turned into what to do about it."""
+    too_high = re.search(r"Vocabulary size too high \((\d+)\).*<= (\d+)", message)
+    if too_high:
+        return (f"{source}: the corpus is too small for --vocab-size {vocab_size}; it yields "
+                f"at most {too_high.group(2)} pieces: pass --vocab-size {too_high.group(2)} "
+                "or less, or train on more text")
+    too_few = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
+    if too_few:
+        return (f"{source}: --vocab-size {vocab_size} cannot hold the {too_few.group(2)} "
+                "distinct characters the corpus needs; pass a larger --vocab-size (at least "
+                f"{int(too_few.group(2)) + 100}) or a lower --character-coverage (e.g. 0.995)")
+    return f"{source}: SentencePiece could not train on this corpus: {message.strip()}"
+
+
+def _publish(staging: Path, output: Path) -> None:
+    """Move the finished files into `output`: one rename of the folder when `output` is new
+    or empty, else one atomic rename per file (so readers never see a mix of two)."""
+    try:
+        if output.is_dir() and not any(output.iterdir()):
+            output.rmdir()
+        if not output.exists():
+            os.replace(staging, output)
+            return
+        for file in staging.iterdir():
+            os.replace(file, output / file.name)
+    except OSError as e:
+        raise MinitfError(f"cannot write the tokenizer to {output}: {e}") from e

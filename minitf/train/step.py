@@ -1,0 +1,123 @@
+"""One optimisation step, the same for every recipe.
+
+    loss = compute_loss()                 under autocast (bf16/fp16 on GPU, bf16 on request on CPU)
+    backward                              through the GradScaler when training in fp16
+    value = mean loss of the global batch one sync per step (the number shown, and the guard:
+                                          a NaN/inf loss stops the run *before* it reaches the
+                                          weights, on every rank at once)
+    unscale, clip                         gradient norm ≤ max_grad_norm, on the true gradients
+    optimizer.step, scheduler.step        (the scaler skips a step whose gradients overflowed)
+    zero_grad
+
+`TrainStep.state_dict()` holds everything of the step that a resumed run needs: optimizer,
+scheduler and GradScaler state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from minitf.errors import MinitfError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class NonFiniteLoss(Exception):
+    """The loss of a step was NaN or ±inf; nothing was updated."""
+
+    def __init__(self, value: float):
+        super().__init__(f"the loss became {value}")
+        self.value = value
+
+
+class TrainStep:
+    """`step(compute_loss) -> float`: one update of `optimizer`'s parameters.
+
+    compute_loss() returns the scalar loss to backpropagate (under data parallelism: this
+    rank's share, see distributed.Shard.mean); `mean_loss` turns it into the global batch's
+    mean as a float (distributed.Context.mean_loss; `Tensor.item` on one process).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scheduler: Any, max_grad_norm: float,
+                 device: torch.device, precision: str = "auto",
+                 mean_loss: Callable[[torch.Tensor], float] = lambda loss: loss.item()):
+        self.optimizer, self.scheduler, self.max_grad_norm = optimizer, scheduler, max_grad_norm
+        self.device, self.mean_loss = device, mean_loss
+        self.autocast = autocast_settings(precision, device)
+        fp16 = self.autocast["enabled"] and self.autocast["dtype"] == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def __call__(self, compute_loss: Callable[[], torch.Tensor]) -> float:
+        with torch.autocast(self.device.type, **self.autocast):
+            loss = compute_loss()
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        # After backward, so that under DDP the gradient all-reduce (which every rank must
+        # join) is complete before this sync; before the update, so a bad loss never reaches
+        # the weights.
+        value = self.mean_loss(loss)
+        if not math.isfinite(value):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(value)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.max_grad_norm and self.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return value
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto": the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MinitfError(f"--device {name}: no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise MinitfError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N"
+                          ) from None
+
+
+def autocast_settings(precision: str, device: torch.device) -> dict[str, Any]:
+    """Keyword arguments of torch.autocast (`enabled`, `dtype`) for --precision on `device`.
+
+    Mixed precision on GPU by default, bf16 where supported (no loss scaling needed), else
+    fp16. On CPU fp32 by default; bf16 autocast on request (fast on CPUs with AVX512-BF16 or
+    AMX, slow elsewhere; the numbers then differ from fp32 at bf16 precision)."""
+    if precision not in PRECISIONS:
+        raise MinitfError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if device.type == "cpu" and precision == "bf16":
+        return {"enabled": True, "dtype": torch.bfloat16}
+    if device.type == "cpu" and precision == "fp16":
+        raise MinitfError("--precision fp16 needs a GPU; on CPU use fp32 or bf16")
+    if device.type != "cuda" or precision == "fp32":
+        return {"enabled": False, "dtype": torch.bfloat16}
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"enabled": True, "dtype": torch.bfloat16 if precision == "bf16" else torch.float16}

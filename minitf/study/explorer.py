@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,8 @@ ATTENTION_DOC = HERE.parent.parent / "docs" / "attention.md"  # in a source chec
 # docs/attention.md's numbered sections that the page's steps link to.
 DOC_STEPS = {"qkv": 1, "heads": 2, "scores": 3, "mask": 4, "softmax": 5, "sum": 6}
 FILL_MASK_TOP = 5
-SCRIPTS = ("explorer.js", "explorer_views.js")  # one <script>, in this order
+TITLE_TEXT = 90  # characters of the text (and of the pair) in the page's title
+SCRIPTS = ("explorer.js", "explorer_views.js")  # one script element, in this order
 KINDS = ("encoder", "classifier", "masked-lm")
 
 
@@ -187,13 +187,13 @@ def explore(model: str | Path, text: str, pair: str | None = None, max_length: i
 
     `pad_to` appends [PAD] tokens up to that length, so that the mask has something to do.
     """
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizer import load_tokenizer
 
     directory = resolve_model_dir(model)
     if not text.strip():
         raise MinitfError("the text is empty; give a sentence to look at")
     net, kind = load_model(directory)
-    tokenizer = Tokenizer.from_pretrained(directory)
+    tokenizer = load_tokenizer(directory)  # WordPiece (vocab.txt) or SentencePiece
     batch = tokenizer([text], None if pair is None else [pair], max_length=max_length)
     ids = batch["input_ids"][0].tolist()
     full_length = (len(tokenizer.tokenize(text)) + 2
@@ -208,7 +208,7 @@ def explore(model: str | Path, text: str, pair: str | None = None, max_length: i
     all_ids = batch["input_ids"][0].tolist()
     data = ExplorerData(
         title=_title(model, directory, text, pair), kind=kind,
-        tokens=[tokenizer.decode([i], skip_special_tokens=False) for i in all_ids],
+        tokens=tokenizer.convert_ids_to_tokens(all_ids),       # "##s", "▁cat", "[SEP]"
         unknown=unknown_words(tokenizer, ids, text, pair),
         token_type_ids=batch["token_type_ids"][0].tolist(),
         attention_mask=batch["attention_mask"][0].tolist(),
@@ -232,7 +232,9 @@ def _title(model: str | Path, directory: Path, text: str, pair: str | None) -> s
     for known in PACKAGED:  # a pip-installed model lives in a folder named "model"
         if packaged_model_dir(known) == directory:
             name = known
-    return f"{name}: {text}" + (f"  ‖  {pair}" if pair else "")
+    def short(s: str) -> str:  # the full text is in the token strip
+        return s if len(s) <= TITLE_TEXT else s[:TITLE_TEXT - 1].rstrip() + "…"
+    return f"{name}: {short(text)}" + (f"  ‖  {short(pair)}" if pair else "")
 
 
 def _prediction(logits: torch.Tensor, id2label: dict[int, str]) -> dict[str, Any]:
@@ -328,6 +330,9 @@ def render_html(data: ExplorerData, links: dict[str, str] | None = None) -> str:
              "/*SCRIPT*/": "\n".join((HERE / name).read_text(encoding="utf-8")
                                      for name in SCRIPTS),
              "/*DATA*/": payload, "<!--TITLE-->": _escape(data.title)}
+    for name, closing in (("/*STYLE*/", "</style"), ("/*SCRIPT*/", "</script")):
+        if closing in parts[name].lower():  # it would end its element early
+            raise MinitfError(f"the explorer's {name.strip('/*').lower()} contains {closing}")
     for marker in parts:
         if template.count(marker) != 1:
             raise MinitfError(f"{HERE / 'explorer.html'} must hold {marker} exactly once")
@@ -345,12 +350,12 @@ def write_explorer(data: ExplorerData, path: str | Path) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     html = render_html(data, doc_links(path)).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open() keeps the umask's mode
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(html)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return len(html)

@@ -1,5 +1,5 @@
 // minitf attention explorer, part 2: the matrix view, the math, the header and start-up.
-// It runs in the same <script> as explorer.js (explorer.py puts them one after the other),
+// It runs in the same script element as explorer.js (explorer.py puts them one after the other),
 // so it uses that file's data (Q, K, V, D), state and helpers.
 
 // --------------------------------------------------------------------------------------------
@@ -27,7 +27,8 @@ function drawMatrix() {
   let max = 0;
   for (let p = 0; p < N * N; p++) max = Math.max(max, P[p]);
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(heatImage(P, max || 1), matrix.left, matrix.top, N * c, N * c);
+  const sqrt = $("mx-sqrt").checked;
+  ctx.drawImage(heatImage(P, max || 1, sqrt), matrix.left, matrix.top, N * c, N * c);
   ctx.fillStyle = "rgba(228, 231, 236, 0.9)";   // padding keys: masked, weight exactly 0
   for (let j = 0; j < N; j++) if (!D.mask[j]) ctx.fillRect(matrix.left + j * c, matrix.top, c, N * c);
   if (labels) drawMatrixLabels(ctx, c);
@@ -41,7 +42,7 @@ function drawMatrix() {
         matrix.top + (i + 0.5) * c);
     }
   }
-  drawColourBar(ctx, matrix.left + N * c + 16, matrix.top, N * c, max);
+  drawColourBar(ctx, matrix.left + N * c + 16, matrix.top, N * c, max, sqrt);
   $("mx-tip").textContent = `layer ${state.layer}, head ${h}: rows are queries, columns keys. `
     + "Hover a cell for its weight; click a row to see its math.";
   canvas.dataset.head = h;
@@ -73,8 +74,8 @@ function drawMatrixLabels(ctx, c) {
   }
 }
 
-function drawColourBar(ctx, x, y, height, max) {
-  for (let p = 0; p < height; p++) {
+function drawColourBar(ctx, x, y, height, max, sqrt) {
+  for (let p = 0; p < height; p++) {   // top = max; with sqrt, the middle is max / 4
     const [r, g, b] = colour(1 - p / height);
     ctx.fillStyle = `rgb(${r | 0},${g | 0},${b | 0})`;
     ctx.fillRect(x, y + p, 12, 1);
@@ -82,6 +83,8 @@ function drawColourBar(ctx, x, y, height, max) {
   ctx.fillStyle = "#667085"; ctx.font = "11px sans-serif"; ctx.textAlign = "left";
   ctx.textBaseline = "top"; ctx.fillText(max.toFixed(3), x + 16, y);
   ctx.textBaseline = "bottom"; ctx.fillText("0", x + 16, y + height);
+  ctx.textBaseline = "middle";
+  ctx.fillText((sqrt ? max / 4 : max / 2).toFixed(3), x + 16, y + height / 2);
 }
 
 function matrixCell(ev) {
@@ -93,6 +96,7 @@ function matrixCell(ev) {
 
 function hookMatrix() {
   const canvas = $("mx-canvas");
+  $("mx-sqrt").addEventListener("change", () => drawMatrix());
   canvas.addEventListener("mousemove", (ev) => {
     const over = $("mx-over"), ctx = over.getContext("2d"), ratio = over.width / parseFloat(over.style.width);
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
@@ -240,6 +244,7 @@ function renderHeader() {
   }
   if (D.kind === "masked-lm") {
     const div = el("div", "pred");
+    if (D.fillMask.length) div.append("Fill-mask: ");
     if (!D.fillMask.length) div.append("A masked-LM: write [MASK] in the text to see what it predicts there.");
     for (const m of D.fillMask) {
       div.append(el("b", "", `[MASK] #${m.position} →`));
@@ -253,7 +258,7 @@ function renderNotes() {
   const lines = [
     `Drawn with canvas. Head view: lines with weight below ${MIN_LINE} are not drawn (they `
     + "would be invisible), and lines of equal opacity go into one path, so that even 512 "
-    + "tokens redraw quickly; the model view draws one layer per frame.",
+    + "tokens redraw quickly; the model view draws its pictures a few at a time.",
     "The file holds the model's own Q and K (float32) and V (float16) for every layer and "
     + "head, taken by forward hooks on its query/key/value projections; the page computes "
     + "softmax(q·k/√d_k + mask) from them in float64. Nothing is fetched from the network.",

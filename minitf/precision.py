@@ -48,6 +48,8 @@ import torch.nn as nn
 from minitf.errors import MinitfError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+INFERENCE_PRECISIONS = PRECISIONS
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # /proc/cpuinfo flags that matter for reduced precision on x86.
 FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx_vnni",
          "avx512f", "avx2", "f16c")
@@ -139,9 +141,11 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu",
     if precision not in PRECISIONS:
         raise MinitfError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        if device_type == "cuda":
+        if device_type == "cuda" and training:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if (cpu or cpu_capability()).fast_bf16 else "fp32"
+        if device_type == "cpu" and not training and (cpu or cpu_capability()).fast_bf16:
+            return "bf16"
+        return "fp32"
     if precision == "int8" and training:
         raise MinitfError("--precision int8 is for inference only (quantised layers have no "
                           "gradients); train in fp32 or bf16 and quantise the result")

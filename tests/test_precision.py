@@ -59,9 +59,10 @@ def test_flags_are_read_from_cpuinfo_not_only_torchs_capability():
 
 def test_auto_picks_bf16_only_on_a_cpu_with_fast_bf16():
     amx, epyc = parse_cpuinfo(XEON_AMX, "AVX512"), parse_cpuinfo(EPYC_AVX2, "AVX2")
-    for training in (False, True):
-        assert resolve_precision("auto", "cpu", training, cpu=amx) == "bf16"
-        assert resolve_precision("auto", "cpu", training, cpu=epyc) == "fp32"
+    assert resolve_precision("auto", "cpu", cpu=amx) == "bf16"
+    assert resolve_precision("auto", "cpu", cpu=epyc) == "fp32"
+    for cpu in (amx, epyc):  # training: fp32 on CPU until bf16 fine-tuning accuracy is measured
+        assert resolve_precision("auto", "cpu", training=True, cpu=cpu) == "fp32"
     assert resolve_precision("int8", "cpu") == "int8"
     assert resolve_precision("bf16", "cpu", training=True) == "bf16"
 

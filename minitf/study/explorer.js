@@ -180,11 +180,11 @@ function buildControls() {
 const singleHeadView = () => state.view === "matrix" || state.view === "math";
 const firstHead = () => state.heads.size ? Math.min(...state.heads) : 0;
 
+// A click shows that head alone; shift- (or ctrl-) click adds or removes it.
 function toggleHead(h, add) {
-  if (singleHeadView()) state.heads = new Set([h]);
-  else if (add || state.heads.size !== 1 || !state.heads.has(h)) {
-    if (state.heads.has(h)) state.heads.delete(h); else state.heads.add(h);
-  }
+  if (!add || singleHeadView()) state.heads = new Set([h]);
+  else if (state.heads.has(h)) state.heads.delete(h);
+  else state.heads.add(h);
   render();
 }
 

@@ -69,6 +69,7 @@ class ExplorerData:
     prediction: dict[str, Any] | None = None              # classifier: labels + probabilities
     fill_mask: list[dict[str, Any]] = field(default_factory=list)  # masked-LM: per [MASK]
     truncated: bool = False
+    start: dict[str, Any] = field(default_factory=dict)  # first view: {"layer": 2, "heads": [5]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ def page_data(data: ExplorerData, links: dict[str, str]) -> dict[str, Any]:
         "layers": layers, "heads": heads, "n": n, "headDim": head_dim,
         "scale": 1.0 / math.sqrt(head_dim),
         "prediction": data.prediction, "fillMask": data.fill_mask,
-        "truncated": data.truncated, "links": links,
+        "truncated": data.truncated, "links": links, "start": data.start,
         "q": pack(data.q, "<f4"), "k": pack(data.k, "<f4"), "v": pack(data.v, "<f2"),
     }
 

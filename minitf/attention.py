@@ -15,7 +15,7 @@ Every backend takes `(batch, heads, seq, head_dim)` tensors and a key-padding ma
   all three agree to fp32 rounding).
 
 `Packing` (at the end) is the bridge to an encoder that works on packed real tokens (T, C):
-it scatters them into this (B, H, N, D) layout and gathers the result back.
+it scatters them into the padded layout these functions take and gathers the result back.
 
 A query row whose keys are all masked out has no defined softmax (0/0); every backend returns
 zeros for such a row instead of NaN.
@@ -206,9 +206,10 @@ class Packing:
 
     The encoder works on the packed real tokens, a (T, C) matrix with T = attention_mask.sum():
     every linear layer, LayerNorm and the feed-forward act on each token alone, so padding
-    would only cost arithmetic. Attention is the one step that needs the (B, N) layout: Q/K/V
-    are scattered into padded (B, H, N, D) tensors for the attention kernels, and the result is
-    gathered back. Without padding the packing is a free reshape of (B, N, C) to (B·N, C).
+    would only cost arithmetic. Attention is the one step that needs the (B, N) layout: each
+    layer scatters its input back to (B, N, C) once (unpack), projects Q/K/V there and splits
+    them into (B, H, N, D) heads for the attention kernels; the result is gathered back
+    (merge_heads). Without padding the packing is a free reshape of (B, N, C) to (B·N, C).
     """
 
     def __init__(self, attention_mask: torch.Tensor | None, batch: int, seq: int,
@@ -235,13 +236,13 @@ class Packing:
 
     def unpack(self, x: torch.Tensor) -> torch.Tensor:
         """(T, C) → (B, N, C), zeros at the padding positions."""
-        if self.index is not None:
-            x = x.new_zeros(self.batch * self.seq, x.shape[-1]).index_copy(0, self.index, x)
+        if self.index is not None:  # in place into fresh zeros: one write, no clone
+            x = x.new_zeros(self.batch * self.seq, x.shape[-1]).index_copy_(0, self.index, x)
         return x.view(self.batch, self.seq, -1)
 
     def split_heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
-        """(T, H·D) → (B, H, N, D): each head sees its own D-wide slice of the projection."""
-        return self.unpack(x).view(self.batch, self.seq, heads, -1).transpose(1, 2)
+        """(B, N, H·D) → (B, H, N, D): each head sees its own D-wide slice of the projection."""
+        return x.view(self.batch, self.seq, heads, -1).transpose(1, 2)
 
     def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, N, D) → (T, H·D), the inverse of split_heads."""

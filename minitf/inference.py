@@ -29,20 +29,25 @@ NO_FREEZE = FreezePlan("none", None)
 
 
 def load_tokenizer(directory: str | Path) -> Any:
-    """minitf's WordPiece tokenizer from a model directory (vocab.txt + tokenizer config)."""
-    from minitf.tokenizer import Tokenizer
-    return Tokenizer.from_pretrained(directory)
+    """The tokenizer of a model directory: WordPiece (vocab.txt) or SentencePiece
+    (spiece.model), as minitf.tokenizer.load_tokenizer chooses. One name for the recipes and
+    commands to call (and for tests to replace with a stand-in)."""
+    from minitf.tokenizer import load_tokenizer as load
+    return load(directory)
 
 
 def load_for_inference(model: str | Path, attn_backend: str = "auto",
-                       device: torch.device | str = "cpu"
+                       device: torch.device | str = "cpu", adapter: str | Path | None = None
                        ) -> tuple[BertForSequenceClassification, Any, list[str]]:
-    """A fine-tuned classifier directory → (model on `device`, tokenizer, label names)."""
+    """A fine-tuned classifier directory → (model on `device`, tokenizer, label names).
+    With `adapter` (a PEFT LoRA adapter directory), `model` is its base model."""
     from minitf.paths import resolve_model_dir
+    from minitf.peft_format import load_adapted_classifier
 
     directory = resolve_model_dir(model)
-    classifier = BertForSequenceClassification.from_pretrained(directory,
-                                                               attn_backend=attn_backend)
+    classifier = (load_adapted_classifier(directory, adapter, attn_backend) if adapter else
+                  BertForSequenceClassification.from_pretrained(directory,
+                                                                attn_backend=attn_backend))
     if not classifier.config.id2label:
         raise MinitfError(f"{directory}: config.json has no id2label; is this a fine-tuned "
                           "classifier (minitf finetune's best/ or last/ directory)?")

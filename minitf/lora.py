@@ -137,7 +137,9 @@ def add_lora(model: BertForSequenceClassification, spec: LoRASpec) -> FreezePlan
     for name, p in model.named_parameters():
         p.requires_grad_(".lora_" in name or name.startswith(TRAINED_IN_FULL))
     lowest = min(int(n.split(".")[3]) for n in spec.modules)
-    return FreezePlan(f"lora (r {spec.r}, alpha {spec.alpha:g})", lowest or None)
+    policy = f"LoRA r {spec.r}, alpha {spec.alpha:g} on {len(spec.modules)} linears" + (
+        f"; embeddings + layers 0-{lowest - 1} frozen" if lowest else "")
+    return FreezePlan(policy, lowest or None)
 
 
 def lora_target(model: nn.Module, name: str) -> nn.Linear:

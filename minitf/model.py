@@ -68,13 +68,17 @@ class BertSelfAttention(nn.Module):
         """x (T, C) packed tokens → (T, C), or (B, C) for the [CLS] queries only (cls_only).
 
         Keys and values always cover every token; with cls_only the queries are the B [CLS]
-        rows, so the score matrix is (B, H, 1, N) instead of (B, H, N, N).
+        rows, so the score matrix is (B, H, 1, N) instead of (B, H, N, N). Q/K/V are projected
+        from x scattered back to (B, N, C) once: on CPU that measured faster than projecting
+        the T packed rows and scattering three projections (one scatter instead of three).
         """
-        k, v = (packing.split_heads(proj(x), self.num_heads) for proj in (self.key, self.value))
+        padded = packing.unpack(x)                                    # (B, N, C), 0 at padding
+        k, v = (packing.split_heads(proj(padded), self.num_heads)
+                for proj in (self.key, self.value))                   # (B, H, N, D)
         if cls_only:
             q = self.query(x[packing.cls_rows]).view(packing.batch, self.num_heads, 1, -1)
         else:
-            q = packing.split_heads(self.query(x), self.num_heads)     # (B, H, N, D)
+            q = packing.split_heads(self.query(padded), self.num_heads)  # (B, H, N, D)
 
         dropout_p = self.dropout_p if self.training else 0.0
         weights = None

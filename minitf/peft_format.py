@@ -19,8 +19,10 @@ refused with a MinitfError naming the option, rather than silently giving other 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from minitf.lora import (
     spec_of,
 )
 from minitf.model import BertForSequenceClassification
+from minitf.train.checkpoint import model_files
 from minitf.train.freeze import FreezePlan
 from minitf.weights import atomic_directory
 
@@ -205,6 +208,17 @@ def setup_lora(model: BertForSequenceClassification, r: int, alpha: float | None
     return add_lora(model, spec)
 
 
+def merged_model_files(model: BertForSequenceClassification, tokenizer: Any = None,
+                       base_model: str | None = None) -> Callable[[Path], None]:
+    """Task.save for a model with adapters: a plain Hugging Face directory with the adapters
+    merged into the weights (+ tokenizer files), and the adapters in PEFT's format in
+    ADAPTER_DIR beside them. The model being trained keeps its adapters."""
+    def write(directory: Path) -> None:
+        model_files(merge_lora(copy.deepcopy(model)), tokenizer)(directory)
+        save_peft_adapter(model, Path(directory) / ADAPTER_DIR, base_model)
+    return write
+
+
 def load_adapted_classifier(base: str | Path, adapter: str | Path, attn_backend: str = "auto"
                             ) -> BertForSequenceClassification:
     """A base BERT + a PEFT LoRA adapter, merged, for inference (--model BASE --adapter DIR).
@@ -225,4 +239,6 @@ def load_adapted_classifier(base: str | Path, adapter: str | Path, attn_backend:
         config = BertConfig.from_pretrained(parent)
         if config.id2label and len(config.id2label) == model.config.num_labels:
             model.config.id2label = config.id2label
+    if not model.config.id2label:  # a base model without label names: PEFT's defaults
+        model.config.id2label = {i: f"LABEL_{i}" for i in range(model.config.num_labels)}
     return merge_lora(model).eval()

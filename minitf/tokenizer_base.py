@@ -46,7 +46,7 @@ class BaseTokenizer:
         self.special_tokens = {name: special_tokens.get(name) for name in SPECIAL_NAMES}
         self.extra_special_tokens = list(extra_special_tokens)
         for name in ("unk_token", "sep_token", "pad_token", "cls_token"):
-            if self.special_tokens[name] is None:
+            if not self.special_tokens[name]:  # None or ""
                 raise MinitfError(f"{name} is not set; BERT needs [UNK], [SEP], [PAD] and [CLS]")
         specials = [t for t in [*self.special_tokens.values(), *extra_special_tokens] if t]
         for token in specials:
@@ -282,7 +282,7 @@ def read_settings(folder: Path) -> dict:
 def settings_max_length(config: dict, folder: Path) -> int:
     """model_max_length from the settings; configs without a limit store 1e30."""
     value = config.get("model_max_length") or 512
-    if not isinstance(value, (int, float)) or value < 2:
+    if not isinstance(value, (int, float)) or not value >= 2:  # NaN fails this too
         raise MinitfError(f"model_max_length={value!r} in {folder / 'tokenizer_config.json'} "
                           "must be a number of at least 2")
     return int(min(value, 1 << 31))
@@ -293,8 +293,12 @@ def settings_specials(config: dict, defaults: dict[str, str] = DEFAULT_SPECIALS
     """(special tokens by name, extra special tokens) from the settings, BERT's by default."""
     specials = {name: _token_text(config.get(name, default))
                 for name, default in defaults.items()}
-    extra = config.get("extra_special_tokens") or config.get("additional_special_tokens")
-    return specials, [_token_text(t) for t in extra or []]
+    extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+    if isinstance(extra, dict):  # transformers 5 may name them: {"image_token": "<image>"}
+        extra = list(extra.values())
+    if not isinstance(extra, list):
+        raise MinitfError(f"extra_special_tokens must be a list of tokens, not {extra!r:.40}")
+    return specials, [_token_text(t) for t in extra]
 
 
 def write_settings(tokenizer: BaseTokenizer, folder: Path, config: dict) -> None:
@@ -319,8 +323,8 @@ def _read_json(file: Path) -> dict:
         return {}
     try:
         content = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MinitfError(f"cannot read {file}: {e}; fix or delete the file") from e
+    except (OSError, ValueError, RecursionError) as e:  # bad UTF-8 or JSON, nesting too deep
+        raise MinitfError(f"cannot read {file}: {str(e)[:200]}; fix or delete the file") from None
     if not isinstance(content, dict):
         raise MinitfError(f"{file} must hold a JSON object, not {type(content).__name__}")
     return content
@@ -332,4 +336,4 @@ def _token_text(value: object) -> str | None:
         return value
     if isinstance(value, dict) and isinstance(value.get("content"), str):
         return value["content"]
-    raise MinitfError(f"cannot read a special token from {value!r}; expected a string")
+    raise MinitfError(f"cannot read a special token from {value!r:.60}; expected a string")

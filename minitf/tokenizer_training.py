@@ -43,7 +43,8 @@ MODEL_TYPES = ("unigram", "bpe")
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
 CJK_COVERAGE, DEFAULT_COVERAGE = 0.9995, 1.0
 _CJK_SHARE = 0.3  # at least this share of the letters in CJK ideographs → CJK_COVERAGE
-_MAX_SENTENCE_BYTES = 1 << 16  # longer documents are cut there (SentencePiece skips them)
+_MAX_SENTENCE_BYTES = 1 << 16  # SentencePiece skips longer sentences...
+_CHUNK_CHARS = _MAX_SENTENCE_BYTES // 4  # ...so documents are cut into pieces this long
 _SAMPLE = 2_000_000  # documents SentencePiece reads at most (a seeded sample beyond that)
 
 
@@ -170,7 +171,9 @@ def _train(documents: list[str], folder: Path, vocab_size: int, model_type: str,
     spm.set_random_generator_seed(seed)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(documents), model_prefix=str(folder / "spiece"),
+            sentence_iterator=(d[i:i + _CHUNK_CHARS] for d in documents
+                               for i in range(0, len(d), _CHUNK_CHARS)),
+            model_prefix=str(folder / "spiece"),
             vocab_size=vocab_size, model_type=model_type, character_coverage=coverage,
             pad_id=SPECIAL_IDS["pad_token"][1], pad_piece=names["pad_token"],
             unk_id=SPECIAL_IDS["unk_token"][1], unk_piece=names["unk_token"],

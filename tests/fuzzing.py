@@ -28,7 +28,7 @@ import resource
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -186,9 +186,10 @@ def hostile_value(rng: random.Random) -> Any:
         True, False, DEEP, 10**200, "9" * 5000))
 
 
-def mutate_json(rng: random.Random, doc: Any) -> tuple[str, bytes]:
+def mutate_json(rng: random.Random, doc: Any, keys: Sequence[str] = ()) -> tuple[str, bytes]:
     """A structural mutation of a parsed JSON document, serialised (with NaN/Infinity, as
-    Python's json writes and reads them). Falls back to a byte mutation half the time."""
+    Python's json writes and reads them), or (40%) a byte mutation. `keys`: settings the
+    reader knows, tried as added keys next to odd ones."""
     text = json.dumps(doc)
     if rng.random() < 0.4:
         return mutate_bytes(rng, text.encode())
@@ -203,7 +204,7 @@ def mutate_json(rng: random.Random, doc: Any) -> tuple[str, bytes]:
         what = f"{path} deleted"
         del _parent(doc, path)[path[-1]]
     elif op == "add" and isinstance(_parent(doc, path), dict):
-        key = rng.choice(("", "\u0000", "x" * 1000, "id2label", "__metadata__", "\udcff"))
+        key = rng.choice((*keys, *keys, "", "\u0000", "x" * 1000, "__metadata__", "\udcff"))
         what = f"key {key[:20]!r} = {_short(value)} added next to {path}"
         _parent(doc, path)[key] = value
     else:

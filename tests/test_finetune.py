@@ -125,6 +125,10 @@ def test_resume_refuses_other_settings_and_fresh_runs_refuse_old_outputs(files, 
     run(files, tmp_path / "out", stop_after_steps=2)
     with pytest.raises(MinitfError, match="--lr: checkpoint 0.002, now 0.001"):
         run(files, tmp_path / "out", resume=True, lr=1e-3)
+    with pytest.raises(MinitfError, match="--cache: checkpoint True, now False"):
+        run(files, tmp_path / "out", resume=True, cache=False)
+    with pytest.raises(MinitfError, match="--precision: checkpoint 'auto', now 'fp32'"):
+        run(files, tmp_path / "out", resume=True, precision="fp32")
     with pytest.raises(MinitfError, match="pass --resume"):
         run(files, tmp_path / "out")
     with pytest.raises(MinitfError, match="no training_state.pt"):

@@ -81,6 +81,14 @@ def test_max_steps_and_evaluation_every_n_steps(tmp_path):
     assert load_state(tmp_path / "last")["loop"]["global_step"] == 12
 
 
+def test_an_evaluation_due_at_an_epoch_end_is_made_there(tmp_path):
+    trainer, _ = make_trainer(tmp_path, Schedule(max_steps=10, eval_every=5,
+                                                 eval_each_epoch=False))
+    trainer.run()
+    got = [(r["type"], r["step"], "validation" in r) for r in records(tmp_path)]
+    assert got == [("epoch", 5, True), ("epoch", 10, True)]
+
+
 @pytest.mark.parametrize("stop", [2, 5, 7])
 def test_resume_mid_epoch_is_bit_identical(tmp_path, stop):
     schedule = dict(epochs=3, eval_every=4, select_metric="loss", higher_is_better=False)

@@ -122,7 +122,7 @@ def test_unknown_backend_is_refused_when_the_model_is_built():
         BertModel(CONFIG, attn_backend="flash")
 
 
-def test_every_per_token_layer_runs_on_real_tokens_only(model):
+def test_the_layers_after_attention_run_on_real_tokens_only(model):
     ids, mask = random_batch()  # 3 × 10 positions, 10 + 7 + 2 = 19 real tokens
     seen = []
     layer = model.encoder.layer[1]
@@ -132,11 +132,11 @@ def test_every_per_token_layer_runs_on_real_tokens_only(model):
         lambda module, inputs, output: seen.append(inputs[0].shape[:-1])) for m in modules]
     try:
         model(ids, mask)
-        model(ids)  # no padding: all 30 positions, still packed as rows
+        model(ids)  # no padding: all 30 positions, (B, N) for Q/K/V, rows after
     finally:
         for hook in hooks:
             hook.remove()
-    assert seen == [(19,)] * 5 + [(30,)] * 5
+    assert seen == [(3, 10), (3, 10), (19,), (19,), (19,)] + [(3, 10)] * 2 + [(30,)] * 3
 
 
 def test_padding_positions_of_the_output_are_zero(model):

@@ -88,7 +88,10 @@ def test_time_budget_sizes_the_schedule(files, tmp_path):
     assert result.total_steps >= 1 and not result.interrupted
     records = [json.loads(x) for x in (tmp_path / "budget" / "metrics.jsonl").read_text()
                .splitlines()]
-    assert records[-1]["step"] == result.total_steps
+    # the run ends at the sized number of steps, unless the machine slowed down a lot
+    # mid-run (then the safety net at 1.1 × the budget stops it earlier)
+    assert 1 <= records[-1]["step"] <= result.total_steps
+    assert (tmp_path / "budget" / "model.safetensors").is_file()
 
 
 def test_continue_pretraining_from_a_model_directory(files, tmp_path):
@@ -133,11 +136,12 @@ def test_bad_corpora(files, tmp_path):
 
 
 def test_bad_settings(files, tmp_path):
-    bad(files, tmp_path, "max_position_embeddings", max_length=600)
     bad(files, tmp_path, "--max-steps N, --epochs N or --time-budget", max_steps=None)
     bad(files, tmp_path, "--tokenizer DIR", tokenizer=None)
     other = char_tokenizer(tmp_path / "other_tok", chars=list("一二三"))
     pretrain(tiny(files, tmp_path / "m", max_steps=0))
+    bad(files, tmp_path, r"--max-length 600 exceeds the model's max_position_embeddings \(512",
+        tokenizer=None, model=str(tmp_path / "m"), max_length=600)
     bad(files, tmp_path, "the tokenizer has 8 tokens but the model's vocab_size is 30",
         tokenizer=str(other), model=str(tmp_path / "m"))
 

@@ -23,8 +23,9 @@ reader pastes it into a terminal after `make demo` has created .venv:
 * one test per block, marked `slow`; the time limit per block is MINITF_README_TIMEOUT seconds
   (default 900).
 
-A ```python block after the marker is run the same way, as one script by that Python
-(`python block.py` in the scratch directory): the README's Python examples are tested too.
+A ```python block after the marker is run the same way, as one script fed to that Python's
+stdin (`python -` in the scratch directory, so `import minitf` finds the checkout's package):
+the README's Python examples are tested too.
 
 Blocks without the marker are documentation only and never run.
 """
@@ -237,14 +238,13 @@ def test_readme_block_runs_as_written(block: Block | None, tmp_path: Path) -> No
         pytest.skip(f"every command of README.md line {block.line} is run elsewhere: "
                     f"{block.skipped}")
     root = mirror_repository(tmp_path)
-    if block.language == "python":
-        (tmp_path / "readme_block.py").write_text(block.commands[0], encoding="utf-8")
-        command = [sys.executable, str(tmp_path / "readme_block.py")]
+    if block.language == "python":  # as pasted into `python` started in the repository root
+        command, script = [sys.executable, "-"], block.commands[0]
     else:
-        command = ["bash", "-c", "set -eo pipefail\n" + "\n".join(
-            f"echo {shlex.quote('+ ' + c)} >&2\n{c}" for c in block.commands)]
+        command, script = ["bash", "-c", "set -eo pipefail\n" + "\n".join(
+            f"echo {shlex.quote('+ ' + c)} >&2\n{c}" for c in block.commands)], None
     try:
-        result = subprocess.run(command, cwd=root, env=readme_env(tmp_path),
+        result = subprocess.run(command, cwd=root, env=readme_env(tmp_path), input=script,
                                 capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"README.md line {block.line} ({block.heading}) ran over {TIMEOUT} s "

@@ -15,7 +15,9 @@ from minitf.train.step import pick_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="fine-tuned classifier directory")
+    parser.add_argument("--model", required=True, help="fine-tuned classifier directory (or, "
+                        "with --adapter, the base model)")
+    parser.add_argument("--adapter", help="a PEFT LoRA adapter directory for --model")
     parser.add_argument("--data", required=True, help="labelled .csv, .tsv or .jsonl file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_data_arguments(parser)
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         raise MinitfError("--batch-size must be at least 1")
     device = pick_device(args.device)
     model, tokenizer, labels = inference.load_for_inference(args.model, args.attn_backend,
-                                                            device)
+                                                            device, args.adapter)
     examples = read_file(args, require_labels=True)
     examples, targets = (D.label_values(examples, args.skip_bad_rows) if len(labels) == 1
                          else D.label_ids(examples, labels, args.skip_bad_rows))

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from minitf.attention import BACKENDS
 from minitf.fill_mask import FillMask
 
 
@@ -17,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per text instead of a table")
     parser.add_argument("--attn-backend", default="auto",
-                        choices=("auto", "reference", "sdpa", "triton"))
+                        choices=BACKENDS)
 
 
 def run(args: argparse.Namespace) -> int:

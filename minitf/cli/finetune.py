@@ -10,6 +10,7 @@ import sys
 from dataclasses import fields
 
 from minitf.cli.common import add_backend_argument
+from minitf.lora import TARGETS
 from minitf.recipes.finetune import SELECT_METRICS, FinetuneConfig, finetune
 from minitf.train import data as D
 from minitf.train.freeze import POLICIES
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-train-samples", type=int, help="train on a seeded subset")
     add_data_arguments(parser.add_argument_group("data columns and format"), d)
     add_recipe_arguments(parser.add_argument_group("the recipe"), d)
+    add_lora_arguments(parser.add_argument_group("LoRA adapters (minitf/lora.py)"), d)
     add_run_arguments(parser.add_argument_group("running"), d)
 
 
@@ -67,6 +69,19 @@ def add_recipe_arguments(recipe: argparse._ArgumentGroup, d: FinetuneConfig) -> 
     recipe.add_argument("--select-metric", default=d.select_metric,
                         choices=("auto", *SELECT_METRICS), help="picks the best checkpoint "
                         "(auto: accuracy; loss for --regression)")
+
+
+def add_lora_arguments(lora: argparse._ArgumentGroup, d: FinetuneConfig) -> None:
+    lora.add_argument("--lora", type=int, default=d.lora, metavar="R",
+                      help="train rank-R adapters instead of the weights (8 is usual)")
+    lora.add_argument("--lora-alpha", type=float, help="scale alpha/R (default: 2R)")
+    lora.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
+    lora.add_argument("--lora-targets", default=d.lora_targets,
+                      help=f"comma-separated: {', '.join(TARGETS)}; or all-linear "
+                      "(default: %(default)s)")
+    lora.add_argument("--lora-layers", default=d.lora_layers,
+                      help="e.g. 4-5 or 0,2,4 (default: all); the layers below are cached")
+    lora.add_argument("--adapter", help="a PEFT LoRA adapter directory to continue training")
 
 
 def add_run_arguments(run_group: argparse._ArgumentGroup, d: FinetuneConfig) -> None:

@@ -20,7 +20,9 @@ from minitf.train.step import pick_device
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="*", help="texts to classify")
-    parser.add_argument("--model", required=True, help="fine-tuned classifier directory")
+    parser.add_argument("--model", required=True, help="fine-tuned classifier directory (or, "
+                        "with --adapter, the base model)")
+    parser.add_argument("--adapter", help="a PEFT LoRA adapter directory for --model")
     parser.add_argument("--data", help="a .csv, .tsv or .jsonl file of texts (labels ignored)")
     parser.add_argument("--output", help="write the JSONL here instead of stdout")
     add_data_arguments(parser)
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise MinitfError("--batch-size must be at least 1")
     device = pick_device(args.device)
     model, tokenizer, labels = inference.load_for_inference(args.model, args.attn_backend,
-                                                            device)
+                                                            device, args.adapter)
     if args.data:
         examples = read_file(args, require_labels=False)
     else:

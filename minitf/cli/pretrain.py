@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from minitf.attention import BACKENDS
 from minitf.recipes.pretrain import SHAPES, PretrainConfig, pretrain
 
 
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--precision", default=d.precision,
                            choices=("auto", "fp32", "bf16", "fp16"))
     run_group.add_argument("--attn-backend", default=d.attn_backend,
-                           choices=("auto", "reference", "sdpa", "triton"))
+                           choices=BACKENDS)
     run_group.add_argument("--progress", default=d.progress, choices=("auto", "bar", "log", "off"))
     run_group.add_argument("--dist-timeout", type=float, default=d.dist_timeout)
 

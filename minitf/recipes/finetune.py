@@ -35,8 +35,10 @@ import torch
 
 from minitf import inference
 from minitf.errors import MinitfError
+from minitf.lora import lora_modules
 from minitf.model import BertForSequenceClassification, num_parameters
 from minitf.paths import DEFAULT_MODEL, resolve_model_dir
+from minitf.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
 from minitf.train import data as D
 from minitf.train import distributed
 from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
@@ -50,7 +52,8 @@ from minitf.train.step import TrainStep, pick_device
 # Settings that must match for --resume to continue the same run.
 RESUME_KEYS = ("train", "validation", "validation_fraction", "test_fraction", "max_train_samples",
                "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm",
-               "max_length", "freeze", "cache", "precision", "regression", "seed")
+               "max_length", "freeze", "cache", "precision", "regression", "seed", "lora",
+               "lora_alpha", "lora_dropout", "lora_targets", "lora_layers", "adapter")
 SELECT_METRICS = {"accuracy": True, "macro_f1": True, "loss": False, "pearson": True}
 
 
@@ -81,6 +84,12 @@ class FinetuneConfig:
     max_length: int = 128
     freeze: str = "none"
     cache: bool = True
+    lora: int = 0                       # LoRA rank; 0: no adapters (minitf/lora.py)
+    lora_alpha: float | None = None     # default 2 × rank
+    lora_dropout: float = 0.1
+    lora_targets: str = "query,value"   # or all-linear, or any of minitf.lora.TARGETS
+    lora_layers: str = "all"            # e.g. 4-5: the layers below are frozen and cached
+    adapter: str | None = None          # a PEFT LoRA adapter directory to continue training
     seed: int = 0
     patience: int = 0                   # epochs without improvement before stopping; 0 = off
     select_metric: str = "auto"         # accuracy (regression: loss), macro_f1, loss, pearson
@@ -114,7 +123,7 @@ class FinetuneResult:
 
 
 def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
-    """Run the recipe. `tokenizer` defaults to minitf's Tokenizer from the model directory.
+    """Run the recipe. `tokenizer` defaults to the model directory's (inference.load_tokenizer).
     Under torchrun every process runs it, data-parallel (minitf/train/distributed.py)."""
     with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
         return _finetune(cfg, tokenizer, ctx)
@@ -131,15 +140,19 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> 
     # 1. Data, tokenized once.
     splits = load_splits(cfg, progress.say)
     model_dir = resolve_model_dir(cfg.model)
-    tokenizer = tokenizer or inference.load_tokenizer(model_dir)
+    if tokenizer is None:
+        tokenizer = inference.load_tokenizer(model_dir)
     fingerprint = data_fingerprint(splits.train, splits.targets["train"])
     if state is not None and state["fingerprint"] != fingerprint:
         raise MinitfError(f"{cfg.train} changed since the checkpoint was written; --resume "
                           "needs the same training data")
 
     # 2. Model: the pre-trained encoder with a head for our labels, frozen prefix, cache.
-    model, plan = build_model(cfg, out / "last" if state else model_dir, splits.labels, device,
-                              progress.say)
+    # With adapters: the base model, then the adapters (resumed: last/adapter, exact).
+    adapter = (out / "last" / ADAPTER_DIR if state else cfg.adapter) if cfg.lora or cfg.adapter \
+        else None
+    model, plan = build_model(cfg, out / "last" if state and not adapter else model_dir,
+                              splits.labels, device, progress.say, adapter)
     encoded = encode_splits(splits, tokenizer, cfg.max_length, model.config.vocab_size)
     caches = build_caches(cfg, model, plan, encoded, ctx, device, progress.say)
 
@@ -198,6 +211,9 @@ def check_config(cfg: FinetuneConfig) -> None:
                           f"one of {', '.join(allowed)}")
     if not 0 <= cfg.warmup_ratio <= 1:
         raise MinitfError(f"--warmup-ratio must be in [0, 1], got {cfg.warmup_ratio}")
+    if (cfg.lora or cfg.adapter) and cfg.freeze != "none":
+        raise MinitfError("--lora/--adapter freeze the base weights themselves (and cache the "
+                          "layers below the adapted ones); drop --freeze")
 
 
 def open_output(cfg: FinetuneConfig) -> tuple[Path, dict[str, Any] | None]:
@@ -318,13 +334,16 @@ def load_classifier(directory: str | Path, labels: list[str], attn_backend: str 
 
 
 def build_model(cfg: FinetuneConfig, directory: Path, labels: list[str], device: torch.device,
-                say: Any) -> tuple[BertForSequenceClassification, FreezePlan]:
+                say: Any, adapter: str | Path | None = None
+                ) -> tuple[BertForSequenceClassification, FreezePlan]:
     model = load_classifier(directory, labels, cfg.attn_backend)
     if cfg.max_length > model.config.max_position_embeddings:
         raise MinitfError(f"--max-length {cfg.max_length} exceeds the model's "
                           f"max_position_embeddings ({model.config.max_position_embeddings})")
     model.to(device)
-    plan = freeze(model, cfg.freeze)
+    plan = freeze(model, cfg.freeze) if not (cfg.lora or adapter) else setup_lora(
+        model, cfg.lora, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.lora_layers,
+        adapter)
     trainable, total = num_parameters(model, trainable_only=True), num_parameters(model)
     say(f"model: {directory} ({model.config.num_hidden_layers} layers, hidden "
         f"{model.config.hidden_size}); freeze: {plan.policy}; parameters: {trainable:,} "
@@ -397,7 +416,9 @@ def training_task(cfg: FinetuneConfig, model: BertForSequenceClassification, pla
         return (f"  the cache saved ~{caches.train_seconds:.0f} s of prefix computation this "
                 f"epoch (~{record['cache_speedup']:.1f}× faster than recomputing it)")
 
-    return Task(model=model, batches=batches, loss=loss, save=model_files(model, tokenizer),
+    save = (merged_model_files(model, tokenizer, cfg.model) if lora_modules(model)
+            else model_files(model, tokenizer))  # adapters: merged + best/adapter (PEFT)
+    return Task(model=model, batches=batches, loss=loss, save=save,
                 evaluate=evaluate if "validation" in encoded else None,
                 train_mode=lambda: train_mode(model, plan), describe=describe,
                 on_record=on_record)

@@ -45,7 +45,7 @@ from minitf.config import BertConfig
 from minitf.errors import MinitfError
 from minitf.model import BertForMaskedLM, num_parameters
 from minitf.train import distributed, mlm
-from minitf.train.checkpoint import Outputs, check_writable, load_state
+from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
 from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.optim import build_optimizer, linear_schedule
 from minitf.train.progress import Progress
@@ -130,8 +130,8 @@ def model_config(cfg: PretrainConfig, tokenizer: Any) -> BertConfig:
 def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None
                              ) -> tuple[BertForMaskedLM, Any, str]:
     """(model, tokenizer, where the tokenizer came from): from scratch or from --model."""
-    from minitf.inference import load_tokenizer
     from minitf.paths import resolve_model_dir
+    from minitf.tokenizer import load_tokenizer
 
     if (cfg.model is None) == (cfg.tokenizer is None) and cfg.model is None:
         raise MinitfError("give --tokenizer DIR (and --config) to pre-train from scratch, or "
@@ -222,20 +222,16 @@ class Run:
     # -- the engine's Task ------------------------------------------------------------------
 
     def batches(self, epoch: int) -> list[list[int]]:
-        """Global batches of row ids; a row id is epoch × n + block, so the loss knows the
-        epoch whose masks to draw."""
+        """Global batches of block indices, shuffled per (seed, epoch)."""
         order = mlm.epoch_order(self.n, self.cfg.seed, epoch)
-        rows = [epoch * self.n + b for b in order]
         size = self.cfg.batch_size
-        return [rows[i:i + size] for i in range(0, len(rows), size)]
+        return [order[i:i + size] for i in range(0, len(order), size)]
 
     def loss(self, model: BertForMaskedLM, shard: distributed.Shard) -> torch.Tensor:
-        """shard.mean of the per-block mean cross-entropy over the block's masked tokens."""
-        epochs_blocks = [divmod(row, self.n) for row in shard.rows]
-        blocks = [b for _, b in epochs_blocks]
-        batch = self.policy.mask(self.corpus.train, blocks, self.cfg.seed, epochs_blocks[0][0])
-        per_block = self.masked_losses(model, batch)[0]
-        return shard.mean(per_block.sum())
+        """shard.mean of the per-block mean cross-entropy over the block's masked tokens
+        (each block weighs the same, so the loss is exact under data parallelism too)."""
+        batch = self.policy.mask(self.corpus.train, shard.rows, self.cfg.seed, shard.epoch)
+        return shard.mean(self.masked_losses(model, batch)[0].sum())
 
     def masked_losses(self, model: BertForMaskedLM, batch: dict[str, torch.Tensor]
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -276,11 +272,6 @@ class Run:
         return {"loss": loss, "accuracy": float(total[1] / total[2]),
                 "perplexity": math.exp(min(loss, 50.0)), "masked_tokens": int(total[2]),
                 "most_frequent_token_accuracy": float(total[3] / total[2])}
-
-    def save(self, directory: Path) -> None:
-        """The model directory's files: weights, config.json and the tokenizer's files."""
-        self.model.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
 
     # -- the schedule -----------------------------------------------------------------------
 
@@ -336,8 +327,8 @@ class Run:
         schedule = Schedule(
             epochs=cfg.epochs, max_steps=total,
             # a safety net: the steps were sized to the budget; a machine that slows down
-            # mid-run stops 10% after it
-            minutes=left * 1.1 / 60 if left else None,
+            # mid-run stops 10% (+10 s) after it
+            minutes=(left * 1.1 + 10) / 60 if left else None,
             stop_after_steps=cfg.stop_after_steps, eval_every=cfg.eval_every or
             max(1, total // 10), eval_each_epoch=False, save_every=cfg.save_every,
             select_metric="loss" if len(self.corpus.validation) else None,
@@ -385,6 +376,11 @@ class Run:
         self.outputs.log(record)
         self.publish()
         return PretrainResult(self.outputs.directory, [record], metrics or None)
+
+    @property
+    def save(self) -> Any:
+        """Writes the model directory's files: weights, config.json, the tokenizer's files."""
+        return model_files(self.model, self.tokenizer)
 
     def extra_state(self) -> dict[str, Any]:
         return {"config": asdict(self.cfg), "fingerprint": self.corpus.fingerprint,
@@ -484,7 +480,8 @@ def plot_pretraining(metrics_file: Path, png: Path) -> bool:
     right.set(xlabel="step", ylabel="held-out", title="masked-token accuracy")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)

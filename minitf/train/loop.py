@@ -92,7 +92,7 @@ class LoopState:
     global_step: int = 0
     seconds: float = 0.0          # training time before the current session
     epoch_loss: tuple[float, int] = (0.0, 0)   # Σ loss × rows, rows (this epoch)
-    window_loss: tuple[float, int] = (0.0, 0)  # the same since the last step-evaluation
+    window_loss: tuple[float, int] = (0.0, 0)  # the same since the last record
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     bad_evals: int = 0
@@ -191,8 +191,10 @@ class Trainer:
         try:
             while st.step < len(batches):
                 rows = batches[st.step]
-                self._train_on(rows, bar, samples / max(time.perf_counter() - started, 1e-9))
+                value = self._train_on(rows)
                 samples += len(rows)
+                bar.update(loss=value, lr=self.step.lr,
+                           rate=samples / max(time.perf_counter() - started, 1e-9))
                 stop = self.ctx.any(request.requested) or (
                     st.global_step == self.schedule.stop_after_steps)
                 if st.step < len(batches) and self._between_batches(stop):
@@ -208,7 +210,8 @@ class Trainer:
                               f"{self.outputs.directory / 'last'}; continue with --resume")
         return stop
 
-    def _train_on(self, rows: Sequence[int], bar: Any, rate: float) -> None:
+    def _train_on(self, rows: Sequence[int]) -> float:
+        """One step on a global batch; the batch's mean loss."""
         st = self.state
         shard = self.ctx.shard(rows, st.epoch)
         try:
@@ -223,7 +226,7 @@ class Trainer:
         n = len(rows)
         st.epoch_loss = (st.epoch_loss[0] + value * n, st.epoch_loss[1] + n)
         st.window_loss = (st.window_loss[0] + value * n, st.window_loss[1] + n)
-        bar.update(loss=value, lr=self.step.lr, rate=rate)
+        return value
 
     def _between_batches(self, stop: bool) -> bool:
         """Mid-epoch: evaluate / save as scheduled; on a stop request save and say so."""
@@ -252,8 +255,9 @@ class Trainer:
                   "train_loss": st.epoch_loss[0] / max(st.epoch_loss[1], 1), "lr": self.step.lr,
                   "seconds": seconds, "samples": samples,  # samples: in this process
                   "samples_per_s": samples / max(seconds, 1e-9)}
-        evaluate = self.schedule.eval_each_epoch or not self.task.evaluate
-        self._evaluate_record(record, validate=evaluate)
+        s = self.schedule
+        due = s.eval_each_epoch or (s.eval_every and st.global_step % s.eval_every == 0)
+        self._evaluate_record(record, validate=bool(due))
         st.epoch, st.step, st.epoch_loss = st.epoch + 1, 0, (0.0, 0)
         self.save_last()
 

@@ -234,10 +234,11 @@ class MaskingPolicy:
 
 
 def special_ids(tokenizer: Any) -> tuple[int, ...]:
-    """The ids of [PAD] [UNK] [CLS] [SEP] [MASK] (those the tokenizer has), sorted."""
+    """The ids of the tokenizer's special tokens ([PAD] [UNK] [CLS] [SEP] [MASK] and any
+    other it declares), sorted."""
     names = ("pad_token_id", "unk_token_id", "cls_token_id", "sep_token_id", "mask_token_id")
-    return tuple(sorted({getattr(tokenizer, n) for n in names
-                         if getattr(tokenizer, n, None) is not None}))
+    ids = {getattr(tokenizer, n) for n in names if getattr(tokenizer, n, None) is not None}
+    return tuple(sorted(ids | set(getattr(tokenizer, "all_special_ids", ()))))
 
 
 def epoch_order(num_blocks: int, seed: int, epoch: int) -> list[int]:

@@ -366,6 +366,10 @@ def test_the_math_shows_minitfs_numbers(browser, pair_page: Path, encoder_dir: P
     assert column["scaled"] == pytest.approx([d / 8 ** 0.5 for d in column["dot"]], abs=1e-3)
     assert "sat" in math.find_element(By.TAG_NAME, "h2").text
     assert browser.find_elements(By.CSS_SELECTOR, "#math h3 a[href*='attention.md#']")
+    from selenium.webdriver.common.keys import Keys
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT, Keys.ARROW_UP)
+    math = browser.find_element(By.ID, "math")
+    assert (math.get_attribute("data-layer"), math.get_attribute("data-query")) == ("0", "4")
     browser.save_screenshot(str(tmp_path / "math.png"))
     assert (tmp_path / "math.png").stat().st_size > 10_000
     assert console_problems(browser) == []

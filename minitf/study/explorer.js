@@ -223,7 +223,7 @@ const HELP = {
     + "it reads from; every row sums to 1. Hover a cell for its value, click a row for its math.",
   math: "How one query token, in one head, turns into a weighted average of the value vectors, "
     + "step by step, with this model's numbers. Click a token in the input above to pick the "
-    + "query; pick the layer and head above.",
+    + "query (or use ← →); pick the layer (↑ ↓) and head above.",
 };
 
 // --------------------------------------------------------------------------------------------

@@ -289,6 +289,23 @@ function readHash() {  // e.g. explorer.html#view=math&layer=2&heads=3&query=5
   if (args.has("query") && query >= 0 && query < N) state.locked = state.query = query;
 }
 
+// Keys: ← → the previous / next query token, ↑ ↓ the previous / next layer.
+function hookKeys() {
+  document.addEventListener("keydown", (ev) => {
+    if (ev.altKey || ev.ctrlKey || ev.metaKey || ev.target.tagName === "INPUT") return;
+    const moves = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+    if (!moves[ev.key]) return;
+    const [dq, dl] = moves[ev.key];
+    if (dq) {
+      state.locked = state.query = Math.min(N - 1, Math.max(0, mathQuery() + dq));
+      state.side = "q";
+    }
+    state.layer = Math.min(L - 1, Math.max(0, state.layer + dl));
+    ev.preventDefault();
+    render();
+  });
+}
+
 async function main() {
   try {
     if (typeof DecompressionStream === "undefined") {
@@ -301,7 +318,8 @@ async function main() {
     if (D.start.layer !== undefined) state.layer = D.start.layer;   // --layer, --head
     if (D.start.heads !== undefined) state.heads = new Set(D.start.heads);
     readHash();
-    renderHeader(); buildStrip(); buildControls(); buildHeadView(); hookMatrix(); renderNotes();
+    renderHeader(); buildStrip(); buildControls(); buildHeadView(); hookMatrix(); hookKeys();
+    renderNotes();
     render();
     document.documentElement.dataset.ready = "1";
   } catch (err) {

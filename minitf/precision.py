@@ -196,16 +196,19 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 class Int8Linear(nn.Module):
     """y = x Wᵀ + b with W in int8 and x quantised to uint8 at run time (fbgemm kernels).
 
-    Better than torch.ao.quantization.quantize_dynamic's defaults on MiniLM (measured in
-    benchmarks/results/precision-*.md): weights get one scale per output row, not one per
-    matrix (BERT's rows differ in range by 10× and more), and activations use all 8 bits
-    (quantize_dynamic uses 7, `reduce_range`, a guard against int16 overflow that costs
-    accuracy). Activation scale: one per call, from the batch's min and max.
+    Weights get one scale per output row, not one per matrix as quantize_dynamic's default
+    (BERT's rows differ in range by 10× and more). Activations: one scale per call, from the
+    batch's min and max, with all 8 bits on CPUs with int8 dot-product instructions (VNNI,
+    AMX-INT8) and 7 bits elsewhere: on AVX2 the kernel multiplies u8·s8 pairs into int16
+    (vpmaddubsw), which saturates with full-range inputs (measured: errors of 48% of an output's
+    range, tests/test_precision.py), so the activations' range is halved there.
     """
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, reduce_range: bool | None = None):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.reduce_range = (not cpu_capability().fast_int8 if reduce_range is None
+                             else reduce_range)
         w = linear.weight.detach().float()                                  # (out, in)
         scale = (w.abs().amax(dim=1).clamp(min=1e-12) / 127).double()       # (out,)
         zero = torch.zeros(w.shape[0], dtype=torch.long)
@@ -218,11 +221,13 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         out = torch.ops.quantized.linear_dynamic(x.float().reshape(-1, shape[-1]), self._packed,
-                                                 False)                      # reduce_range off
+                                                 self.reduce_range)
         return out.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+        bits = 7 if self.reduce_range else 8
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 "
+                f"weights per row, {bits}-bit activations")
 
 
 def _floating_dtype(model: nn.Module) -> torch.dtype:

@@ -143,6 +143,25 @@ def test_a_masked_lm_page_carries_the_fill_mask_predictions(masked_lm_dir: Path)
     torch.testing.assert_close(attention_weights(data.q, data.k), expected, atol=1e-6, rtol=0)
 
 
+def test_a_sentencepiece_model_page(tmp_path: Path) -> None:
+    training = pytest.importorskip("minitf.tokenizer_training")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the cat sat on mat number {i} and the dog ran." for i in
+                                range(300)) + "\n我喜欢猫。\n", encoding="utf-8")
+    directory = tmp_path / "spm-model"
+    training.train_sentencepiece([corpus], directory, vocab_size=60, model_type="bpe")
+    from minitf.tokenizer import load_tokenizer
+    tokenizer = load_tokenizer(directory)
+    torch.manual_seed(3)
+    BertModel(tiny_config(vocab_size=tokenizer.vocab_size)).save_pretrained(directory)
+    data = E.explore(directory, "The cat sat.", "A dog ran.")
+    ids = tokenizer(["The cat sat."], ["A dog ran."])["input_ids"][0].tolist()
+    assert data.tokens == tokenizer.convert_ids_to_tokens(ids)
+    assert any(t.startswith("▁") for t in data.tokens) and data.tokens.count("[SEP]") == 2
+    expected = reference_weights(directory, "The cat sat.", "A dog ran.")
+    torch.testing.assert_close(attention_weights(data.q, data.k), expected, atol=1e-6, rtol=0)
+
+
 def test_the_file_is_self_contained_and_safe_with_any_text(encoder_dir: Path,
                                                            tmp_path: Path) -> None:
     text = 'Close </script><script>alert(1)</script> /*DATA*/ <!--TITLE--> & "x"'

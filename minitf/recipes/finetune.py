@@ -123,7 +123,7 @@ class FinetuneResult:
 
 
 def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
-    """Run the recipe. `tokenizer` defaults to minitf's Tokenizer from the model directory.
+    """Run the recipe. `tokenizer` defaults to the model directory's (inference.load_tokenizer).
     Under torchrun every process runs it, data-parallel (minitf/train/distributed.py)."""
     with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
         return _finetune(cfg, tokenizer, ctx)
@@ -140,7 +140,8 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> 
     # 1. Data, tokenized once.
     splits = load_splits(cfg, progress.say)
     model_dir = resolve_model_dir(cfg.model)
-    tokenizer = tokenizer or inference.load_tokenizer(model_dir)
+    if tokenizer is None:
+        tokenizer = inference.load_tokenizer(model_dir)
     fingerprint = data_fingerprint(splits.train, splits.targets["train"])
     if state is not None and state["fingerprint"] != fingerprint:
         raise MinitfError(f"{cfg.train} changed since the checkpoint was written; --resume "

@@ -187,13 +187,13 @@ def explore(model: str | Path, text: str, pair: str | None = None, max_length: i
 
     `pad_to` appends [PAD] tokens up to that length, so that the mask has something to do.
     """
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizer import load_tokenizer
 
     directory = resolve_model_dir(model)
     if not text.strip():
         raise MinitfError("the text is empty; give a sentence to look at")
     net, kind = load_model(directory)
-    tokenizer = Tokenizer.from_pretrained(directory)
+    tokenizer = load_tokenizer(directory)  # WordPiece (vocab.txt) or SentencePiece
     batch = tokenizer([text], None if pair is None else [pair], max_length=max_length)
     ids = batch["input_ids"][0].tolist()
     full_length = (len(tokenizer.tokenize(text)) + 2
@@ -208,7 +208,7 @@ def explore(model: str | Path, text: str, pair: str | None = None, max_length: i
     all_ids = batch["input_ids"][0].tolist()
     data = ExplorerData(
         title=_title(model, directory, text, pair), kind=kind,
-        tokens=[tokenizer.decode([i], skip_special_tokens=False) for i in all_ids],
+        tokens=tokenizer.convert_ids_to_tokens(all_ids),       # "##s", "▁cat", "[SEP]"
         unknown=unknown_words(tokenizer, ids, text, pair),
         token_type_ids=batch["token_type_ids"][0].tolist(),
         attention_mask=batch["attention_mask"][0].tolist(),

@@ -79,12 +79,12 @@ def attention_maps(model: str | Path | BertModel, text: str, pair: str | None = 
     `model` is a loaded BertModel (then pass its `tokenizer`) or a model directory / name.
     """
     from minitf.model import BertModel
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizer import load_tokenizer
 
     if not isinstance(model, BertModel):
         directory = resolve_model_dir(model)
         model = BertModel.from_pretrained(directory, attn_backend="reference")
-        tokenizer = tokenizer or Tokenizer.from_pretrained(directory)
+        tokenizer = tokenizer or load_tokenizer(directory)  # WordPiece or SentencePiece
     if tokenizer is None:
         raise MinitfError("attention_maps: pass the model's tokenizer along with a loaded model")
     if not text.strip():
@@ -125,12 +125,12 @@ def unknown_words(tokenizer: Tokenizer, ids: Sequence[int], text: str,
     WordPiece works word by word (tokenizer.split_words), so a word that becomes [UNK] can be
     found by tokenizing the words one at a time and lining them up with `ids`.
     """
+    found: dict[int, str] = {}
+    if tokenizer.unk_token_id not in ids or not hasattr(tokenizer, "split_words"):
+        return found  # nothing unknown, or not WordPiece (SentencePiece: no word alignment)
     tokens = [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
     unk = tokenizer.decode([tokenizer.unk_token_id], skip_special_tokens=False)
     sep = tokenizer.decode([tokenizer.sep_token_id], skip_special_tokens=False)
-    found: dict[int, str] = {}
-    if unk not in tokens:
-        return found
     start = 1  # after [CLS]
     for segment in (text, pair):
         if segment is None:

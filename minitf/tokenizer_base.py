@@ -336,4 +336,4 @@ def _token_text(value: object) -> str | None:
         return value
     if isinstance(value, dict) and isinstance(value.get("content"), str):
         return value["content"]
-    raise MinitfError(f"cannot read a special token from {value!r}; expected a string")
+    raise MinitfError(f"cannot read a special token from {value!r:.60}; expected a string")

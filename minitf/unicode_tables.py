@@ -81,3 +81,19 @@ NEW_LOWERCASE = {
 # Python's NFD splits U+11938 (a decomposition added in Unicode 13); the reference's older
 # normalisation tables keep it whole.
 NFD_KEEP = "\U00011938"
+
+# For SentencePiece tokenizers with keep_accents=False (minitf/sentencepiece_tokenizer.py), whose
+# reference is NFKD then StripAccents (drop General_Category=Mark) with older Unicode tables than
+# Python 3.11's. The reference leaves these characters as they are, where Python decomposes them
+# (compatibility decompositions new in Unicode 13-14) or drops them (marks new in Unicode 11-14):
+STRIP_ACCENTS_KEEP = """
+7FD 898-89F 8CA-8D3 9FE AFA-AFF B55 C04 C3C D00 D3B-D3C D81 EBA 1715 180F 1ABF-1ACE 1CF7
+1DF6-1DFA 32FF A7F2-A7F4 A82C A8FF AB69 10781-10785 10787-107B0 107B2-107BA 10D24-10D27
+10EAB-10EAC 10F46-10F50 10F82-10F85 11070 11073-11074 110C2 11145-11146 111C9 111CE-111CF
+1133B 1145E 1182C-1183A 11930-11935 11937-11938 1193B-1193E 11940 11942-11943 119D1-119D7
+119DA-119E0 119E4 11A01-11A0A 11A33-11A39 11A3B-11A3E 11A47 11A51-11A5B 11A8A-11A99
+11D31-11D36 11D3A 11D3C-11D3D 11D3F-11D45 11D47 11D8A-11D8E 11D90-11D91 11D93-11D97
+11EF3-11EF6 16F4F 16F7F-16F87 16FE4 16FF0-16FF1 1CF00-1CF2D 1CF30-1CF46 1E130-1E136 1E2AE
+1E2EC-1E2EF 1F16C 1FBF0-1FBF9"""
+# ... and it drops these two, marks (Mc) until Unicode 14 made them letters.
+STRIP_ACCENTS_DROP = "\u1cf2\u1cf3"

@@ -1,6 +1,7 @@
-"""Fuzzed tokenizer files: vocab.txt, tokenizer_config.json and special_tokens_map.json of a
-tiny vocabulary and of MiniLM's real one, mutated, must give a tokenizer that encodes text
-into ids of its vocabulary, or be refused with a MinitfError naming the directory or file."""
+"""Fuzzed tokenizer files: vocab.txt, spiece.model, tokenizer_config.json and
+special_tokens_map.json of a tiny WordPiece vocabulary, of MiniLM's real one and of a tiny
+SentencePiece model trained here, mutated, must give a tokenizer (load_tokenizer) that encodes
+text into ids of its vocabulary, or be refused with a MinitfError naming the directory or file."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 from fuzzing import Case, fuzz, mutate_bytes, mutate_json
 
 from minitf.paths import packaged_model_dir
-from minitf.tokenizer import Tokenizer
+from minitf.tokenizer import Tokenizer, load_tokenizer
+from minitf.tokenizer_base import BaseTokenizer
+from minitf.tokenizer_training import train_sentencepiece
 
-FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+SETTINGS = ("tokenizer_config.json", "special_tokens_map.json")
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["the", "film", "was", "good", "bad", "##s", "##ing", "!", ",", "un", "##like", "中"]
 # Settings the loaders read (WordPiece and SentencePiece), tried with hostile values.
@@ -24,12 +27,19 @@ SAMPLES = ["The film was good!", "unlike [MASK] films, 中文 [SEP] ok", "", "\u
 
 
 def base_dirs(root: Path) -> list[dict[str, bytes]]:
-    """The files of a tiny tokenizer saved by minitf, and of MiniLM's real one if installed."""
+    """The files of a tiny WordPiece tokenizer saved by minitf, of a tiny SentencePiece model
+    (0.5 s to train), and of MiniLM's real tokenizer if installed."""
     Tokenizer(SPECIALS + WORDS).save_pretrained(root / "tiny")
-    dirs = [root / "tiny"]
+    rng = random.Random(0)
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(" ".join(rng.choices(WORDS[:5] + WORDS[-1:] + ["très", "好"], k=8))
+                              + "\n" for _ in range(300)), encoding="utf-8")
+    train_sentencepiece([corpus], root / "spm", vocab_size=30)
+    dirs = [root / "tiny", root / "spm"]
     if packaged_model_dir() is not None:
         dirs.append(packaged_model_dir())
-    return [{n: (d / n).read_bytes() for n in FILES if (d / n).is_file()} for d in dirs]
+    names = ("vocab.txt", "spiece.model", *SETTINGS)
+    return [{n: (d / n).read_bytes() for n in names if (d / n).is_file()} for d in dirs]
 
 
 def mutate_vocab(rng: random.Random, content: bytes) -> tuple[str, bytes]:
@@ -46,7 +56,7 @@ def mutate_vocab(rng: random.Random, content: bytes) -> tuple[str, bytes]:
     return f"vocab line {i + 1}: {how}", b"\n".join(lines)
 
 
-def check_tokenizer(tok: Tokenizer, directory: Path) -> None:
+def check_tokenizer(tok: BaseTokenizer, directory: Path) -> None:
     """A correct load encodes and decodes text, with ids inside the vocabulary."""
     batch = tok(SAMPLES, max_length=32)
     ids = batch["input_ids"]
@@ -60,14 +70,15 @@ def test_fuzz_tokenizer(tmp_path: Path, fuzz_cases: int | None) -> None:
 
     def make_case(rng: random.Random) -> Case:
         files = dict(rng.choice(bases))
-        name = rng.choice(FILES)
+        name = rng.choice(("vocab.txt" if "vocab.txt" in files else "spiece.model", *SETTINGS))
         if name == "vocab.txt":
             what, files[name] = mutate_vocab(rng, files[name])
+        elif name == "spiece.model":
+            what, files[name] = mutate_bytes(rng, files[name])
         elif name in files:
             what, files[name] = mutate_json(rng, json.loads(files[name]), KEYS)
         else:
             what, files[name] = mutate_json(rng, {"model_max_length": 512}, KEYS)
         return Case(f"{name}: {what}", files)
 
-    fuzz("tokenizer", make_case, Tokenizer.from_pretrained, check_tokenizer, tmp_path,
-         fuzz_cases)
+    fuzz("tokenizer", make_case, load_tokenizer, check_tokenizer, tmp_path, fuzz_cases)

@@ -213,6 +213,25 @@ def test_through_minitf_backend():
     assert max_err(out, reference_attention(q, k, v, key_padding_mask=mask)) <= 1e-5
 
 
+def test_a_classifier_through_the_kernel_matches_the_reference():
+    """The model's own calls: every layer over the padded batch, then the last layer with one
+    [CLS] query per row (Nq = 1 against all keys)."""
+    from minitf import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=48, max_position_embeddings=16)
+    torch.manual_seed(0)
+    reference = BertForSequenceClassification(config, attn_backend="reference").eval()
+    fused = BertForSequenceClassification(config, attn_backend="triton").eval()
+    fused.load_state_dict(reference.state_dict())
+    ids = torch.randint(1, 40, (3, 12), generator=torch.Generator().manual_seed(1))
+    mask = (torch.arange(12)[None] < torch.tensor([[12], [5], [9]])).long()
+    reference.to(DEVICE), fused.to(DEVICE)
+    ids, mask = ids.to(DEVICE), mask.to(DEVICE)
+    with torch.no_grad():
+        assert max_err(fused(ids, mask).logits, reference(ids, mask).logits) <= 1e-5
+
+
 @pytest.mark.skipif(DEVICE != "cpu", reason="float64 runs only under the interpreter")
 @pytest.mark.parametrize("causal", [False, True])
 def test_gradcheck_fp64(causal):

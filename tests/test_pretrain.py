@@ -79,7 +79,7 @@ def test_resume_with_other_settings_is_refused(files, tmp_path):
     pretrain(tiny(files, tmp_path / "r", stop_after_steps=2))
     with pytest.raises(MinitfError, match="--lr: checkpoint 0.001, now 0.002"):
         pretrain(tiny(files, tmp_path / "r", resume=True, lr=2e-3))
-    with pytest.raises(MinitfError, match="already holds a pre-training run"):
+    with pytest.raises(MinitfError, match="already holds a model or a pre-training run"):
         pretrain(tiny(files, tmp_path / "r"))
 
 
@@ -166,3 +166,19 @@ def test_short_real_pretraining_beats_the_most_frequent_token(tmp_path):
     print(final)
     assert final["accuracy"] > final["most_frequent_token_accuracy"] + 0.05
     assert final["loss"] < result.history[0]["validation"]["loss"]
+
+
+def test_command_line(files, tmp_path, capsys):
+    from minitf.cli import main
+
+    args = ["pretrain", "--train", str(files["corpus"]), "--tokenizer", str(files["tok"]),
+            "--layers", "1", "--hidden", "32", "--heads", "2", "--max-length", "16",
+            "--progress", "off", "--output", str(tmp_path / "cli")]
+    assert main([*args, "--max-steps", "0"]) == 0
+    assert (tmp_path / "cli" / "model.safetensors").is_file()
+    capsys.readouterr()
+    assert main([*args, "--max-steps", "0"]) == 2  # never silently replaces a model
+    assert "already holds a model" in capsys.readouterr().err
+    assert main([*args, "--max-steps", "0", "--overwrite"]) == 0
+    assert main([*args[:-1], str(tmp_path / "cli2")]) == 2
+    assert "--max-steps N, --epochs N or --time-budget" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import torch
 
 from minitf.cli import main as cli_main
 from minitf.errors import MinitfError
-from minitf.sentencepiece_tokenizer import SentencePieceTokenizer
+from minitf.sentencepiece_tokenizer import SentencePieceTokenizer, prenormalize
 from minitf.spm_charsmap import Charsmap, _field
 from minitf.tokenizer import Tokenizer, load_tokenizer
 from minitf.tokenizer_training import read_corpus, train_sentencepiece
@@ -238,6 +238,30 @@ def test_charsmap_matches_the_reference_normalizer_on_planes_0_and_1(charsmap_bl
             wrong += [hex(cp) for cp in points[start:start + 2048]
                       if ours.normalize(f"x{chr(cp)}{suffix}y")
                       != reference.normalize_str(f"x{chr(cp)}{suffix}y")]
+    assert not wrong, f"{len(wrong)} code points differ: {wrong[:10]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lower, keep_accents", [(True, True), (False, False)])
+def test_case_and_accent_steps_match_the_reference_on_every_code_point(lower, keep_accents):
+    """Step 2 before the character map (quotes, NFKD + strip accents, lower-casing) as
+    AlbertTokenizer's normalisers do it, on "x{c}y" for every code point: this pins
+    STRIP_ACCENTS_KEEP/DROP and NEW_LOWERCASE (the reference's Unicode tables are not
+    Python's)."""
+    steps = [tokenizers.normalizers.Replace("``", '"'), tokenizers.normalizers.Replace("''", '"')]
+    if not keep_accents:
+        steps += [tokenizers.normalizers.NFKD(), tokenizers.normalizers.StripAccents()]
+    if lower:
+        steps.append(tokenizers.normalizers.Lowercase())
+    reference = tokenizers.normalizers.Sequence(steps)
+    points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+    wrong = []
+    for start in range(0, len(points), 4096):
+        chunk = points[start:start + 4096]
+        text = " ".join(f"x{chr(cp)}y" for cp in chunk)
+        if prenormalize(text, lower, keep_accents) != reference.normalize_str(text):
+            wrong += [hex(cp) for cp in chunk if prenormalize(f"x{chr(cp)}y", lower, keep_accents)
+                      != reference.normalize_str(f"x{chr(cp)}y")]
     assert not wrong, f"{len(wrong)} code points differ: {wrong[:10]}"
 
 

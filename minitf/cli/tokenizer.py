@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "(default: the first of text, sentence, ...)")
     train.add_argument("--vocab-size", type=int, default=8000, help="pieces (default 8000)")
     train.add_argument("--model-type", choices=MODEL_TYPES, default="unigram",
-                       help="SentencePiece algorithm (default unigram)")
+                       help="SentencePiece algorithm (default unigram); bpe pieces are "
+                            "encoded by best score, as transformers' AlbertTokenizer does")
     train.add_argument("--lowercase", action="store_true",
                        help="lower-case all text (English: a smaller, uncased vocabulary)")
     train.add_argument("--strip-accents", action="store_true",

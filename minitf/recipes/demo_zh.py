@@ -40,6 +40,7 @@ class DemoZhConfig:
     pretrain_lr: float = 1e-3
     pretrain_batch_size: int = 64
     pretrain_max_length: int = 128
+    pretrain_eval_blocks: int = 128  # held-out blocks per evaluation (10 evaluations a run)
     finetune_epochs: int = 2
     finetune_lr: float = 1e-4
     max_length: int = 128
@@ -61,7 +62,8 @@ def demo_zh(cfg: DemoZhConfig) -> list[dict[str, Any]]:
     tokenizer_dir = train_tokenizer(files.pretrain, out / "tokenizer", cfg, say)
     shape = dict(tokenizer=str(tokenizer_dir), config=cfg.config, dropout=0.0,
                  max_length=cfg.pretrain_max_length, batch_size=cfg.pretrain_batch_size,
-                 lr=cfg.pretrain_lr, seed=cfg.seed, progress="log", overwrite=True)
+                 lr=cfg.pretrain_lr, seed=cfg.seed, max_eval_blocks=cfg.pretrain_eval_blocks,
+                 progress="log", overwrite=True)
     pretrained = pretrain(PretrainConfig(train=[str(files.pretrain)], output=str(out / "bert"),
                                          time_budget=cfg.pretrain_minutes, **shape))
     say(f"pre-trained {pretrained.total_steps} steps: {describe_mlm(pretrained.final)}")
@@ -104,8 +106,15 @@ class Timer:
 
 
 def train_tokenizer(corpus: Path, directory: Path, cfg: DemoZhConfig, say: Timer) -> Path:
+    """SentencePiece on the pre-training text; a tokenizer left by an earlier run of the demo
+    in the same directory is reused (delete it to train again)."""
+    from minitf.tokenizer import load_tokenizer
     from minitf.tokenizer_training import train_sentencepiece
 
+    if (directory / "spiece.model").is_file() and \
+            load_tokenizer(directory).vocab_size == cfg.vocab_size:
+        say(f"tokenizer: reusing {directory} (delete it to train a new one)")
+        return directory
     result = train_sentencepiece([corpus], directory, vocab_size=cfg.vocab_size,
                                  model_type="unigram", overwrite=True, seed=cfg.seed)
     say(f"tokenizer: {result.vocab_size} pieces, character coverage "

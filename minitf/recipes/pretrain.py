@@ -280,10 +280,11 @@ class Run:
         from minitf.train.step import autocast_settings
         return autocast_settings(self.cfg.precision, self.device)
 
-    def budget_steps(self, minutes: float) -> tuple[int, float]:
-        """(steps, seconds left) that fit a time budget: a warm-up pass and CALIBRATION_STEPS
-        timed forward/backward passes (no update; the RNG is restored), and one evaluation;
-        then the steps that fit, after ~11 evaluations, into what is left."""
+    def budget_steps(self, minutes: float) -> tuple[int, float, int]:
+        """(steps, seconds left, evaluations) that fit a time budget: a warm-up pass and
+        CALIBRATION_STEPS timed forward/backward passes (no update; the RNG is restored), and
+        one evaluation; then up to 10 evaluations, taking at most ~10% of what is left, and
+        the steps that fit into the rest."""
         clock = time.perf_counter()
         rng = torch.get_rng_state()
         self.model.train()
@@ -301,9 +302,11 @@ class Run:
         initial = self.evaluate()
         eval_s = time.perf_counter() - started
         left = minutes * 60 - (time.perf_counter() - clock)
-        steps = int((left - 11 * eval_s) / step_s)
-        # Every rank must run the same number of steps: rank 0's estimate.
-        steps = int(self.ctx.gather_rows(torch.tensor([[steps]]), self.ctx.world)[0, 0])
+        evals = min(10, max(1, int(0.1 * left / max(eval_s, 1e-9)))) if initial else 0
+        steps = int((left - evals * eval_s) / step_s)
+        # Every rank must run the same schedule: rank 0's estimate.
+        plan = self.ctx.gather_rows(torch.tensor([[steps, evals]]), self.ctx.world)[0]
+        steps, evals = int(plan[0]), int(plan[1])
         if steps < 1:
             raise MinitfError(f"--time-budget {minutes} min is too short: one step takes "
                               f"{step_s:.1f} s and an evaluation {eval_s:.1f} s here; give a "
@@ -311,26 +314,28 @@ class Run:
         if initial:
             self.progress.say(f"initial model: {describe(initial)}")
         self.progress.say(f"time budget {minutes:g} min: {step_s:.2f} s per step, "
-                          f"{eval_s:.1f} s per evaluation → {steps} steps")
-        return steps, left
+                          f"{eval_s:.1f} s per evaluation → {steps} steps, {evals} "
+                          "evaluations")
+        return steps, left, evals
 
     def plan(self, state: dict[str, Any] | None) -> tuple[int, Schedule]:
         cfg = self.cfg
         if state is not None:
-            total, left = state["total_steps"], state["budget_seconds"]
+            total, left, evals = (state["total_steps"], state["budget_seconds"],
+                                  state["evaluations"])
         elif cfg.time_budget:
-            total, left = self.budget_steps(cfg.time_budget)
+            total, left, evals = self.budget_steps(cfg.time_budget)
         else:
-            total, left = min(x for x in (cfg.max_steps, cfg.epochs and cfg.epochs *
-                                          self.steps_per_epoch) if x), None
-        self.total_steps, self.budget_seconds = total, left
+            total, left, evals = min(x for x in (cfg.max_steps, cfg.epochs and cfg.epochs *
+                                                 self.steps_per_epoch) if x), None, 10
+        self.total_steps, self.budget_seconds, self.evaluations = total, left, evals
         schedule = Schedule(
             epochs=cfg.epochs, max_steps=total,
             # a safety net: the steps were sized to the budget; a machine that slows down
             # mid-run stops 10% (+10 s) after it
             minutes=(left * 1.1 + 10) / 60 if left else None,
             stop_after_steps=cfg.stop_after_steps, eval_every=cfg.eval_every or
-            max(1, total // 10), eval_each_epoch=False, save_every=cfg.save_every,
+            max(1, total // max(evals, 1)), eval_each_epoch=False, save_every=cfg.save_every,
             select_metric="loss" if len(self.corpus.validation) else None,
             higher_is_better=False)
         return total, schedule
@@ -384,7 +389,8 @@ class Run:
 
     def extra_state(self) -> dict[str, Any]:
         return {"config": asdict(self.cfg), "fingerprint": self.corpus.fingerprint,
-                "total_steps": self.total_steps, "budget_seconds": self.budget_seconds}
+                "total_steps": self.total_steps, "budget_seconds": self.budget_seconds,
+                "evaluations": self.evaluations}
 
     def add_tokens_per_s(self, record: dict[str, Any]) -> None:
         if "samples_per_s" in record:
@@ -420,10 +426,10 @@ def describe(metrics: dict[str, Any]) -> str:
 
 def resume_state(cfg: PretrainConfig, out: Path) -> dict[str, Any] | None:
     if not cfg.resume:
-        if (out / "last").exists() and not cfg.overwrite:
-            raise MinitfError(f"{out} already holds a pre-training run; pass --resume to "
-                              "continue it, --overwrite to start again there, or choose "
-                              "another --output")
+        if ((out / "last").exists() or (out / "config.json").exists()) and not cfg.overwrite:
+            raise MinitfError(f"{out} already holds a model or a pre-training run; pass --resume "
+                              "to continue an interrupted run, --overwrite to replace it, or "
+                              "choose another --output")
         return None
     state = load_state(out / "last")
     saved = state["config"]

@@ -79,12 +79,12 @@ def attention_maps(model: str | Path | BertModel, text: str, pair: str | None = 
     `model` is a loaded BertModel (then pass its `tokenizer`) or a model directory / name.
     """
     from minitf.model import BertModel
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizer import load_tokenizer
 
     if not isinstance(model, BertModel):
         directory = resolve_model_dir(model)
         model = BertModel.from_pretrained(directory, attn_backend="reference")
-        tokenizer = tokenizer or Tokenizer.from_pretrained(directory)
+        tokenizer = tokenizer or load_tokenizer(directory)  # WordPiece or SentencePiece
     if tokenizer is None:
         raise MinitfError("attention_maps: pass the model's tokenizer along with a loaded model")
     if not text.strip():
@@ -125,12 +125,12 @@ def unknown_words(tokenizer: Tokenizer, ids: Sequence[int], text: str,
     WordPiece works word by word (tokenizer.split_words), so a word that becomes [UNK] can be
     found by tokenizing the words one at a time and lining them up with `ids`.
     """
+    found: dict[int, str] = {}
+    if tokenizer.unk_token_id not in ids or not hasattr(tokenizer, "split_words"):
+        return found  # nothing unknown, or not WordPiece (SentencePiece: no word alignment)
     tokens = [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
     unk = tokenizer.decode([tokenizer.unk_token_id], skip_special_tokens=False)
     sep = tokenizer.decode([tokenizer.sep_token_id], skip_special_tokens=False)
-    found: dict[int, str] = {}
-    if unk not in tokens:
-        return found
     start = 1  # after [CLS]
     for segment in (text, pair):
         if segment is None:
@@ -288,21 +288,29 @@ def select_panels(weights: torch.Tensor, layer: int | str = -1, head: int | str 
     return panels
 
 
-def _axis_choice(choice: int | str, size: int, what: str):  # noqa: ANN202 - returns a function
+def axis_index(choice: int | str, size: int, what: str) -> int | str:
+    """--layer / --head checked against the model: "all", "mean", or an index in 0..size-1
+    (a negative one counts from the end)."""
     if isinstance(choice, str) and choice not in ("all", "mean"):
         try:
             choice = int(choice)
         except ValueError:
             raise MinitfError(f"--{what} must be an index, 'all' or 'mean', got {choice!r}"
                               ) from None
-    if choice == "mean":
-        return lambda t: [(f"mean of {size} {what}s", t.mean(0))]
-    if choice == "all":
-        return lambda t: [(f"{what} {i}", t[i]) for i in range(size)]
+    if isinstance(choice, str):
+        return choice
     if not -size <= choice < size:
         raise MinitfError(f"{what} {choice} does not exist: this model has {size} {what}s "
                           f"(0..{size - 1}, or negative to count from the end)")
-    index = choice % size
+    return choice % size
+
+
+def _axis_choice(choice: int | str, size: int, what: str):  # noqa: ANN202 - returns a function
+    index = axis_index(choice, size, what)
+    if index == "mean":
+        return lambda t: [(f"mean of {size} {what}s", t.mean(0))]
+    if index == "all":
+        return lambda t: [(f"{what} {i}", t[i]) for i in range(size)]
     return lambda t: [(f"{what} {index}", t[index])]
 
 

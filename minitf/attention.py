@@ -227,7 +227,7 @@ class Packing:
             flat = self.mask.reshape(-1)
             self.index = flat.nonzero().squeeze(1)                 # (T,) flat b·N + n, real
             # The packed row of (b, 0): real tokens up to and including it, minus one.
-            self.cls_rows = flat.cumsum(0)[starts] - 1
+            self.cls_rows = flat.long().cumsum(0)[starts] - 1  # long: ONNX CumSum has no bool
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C) → (T, C), the real tokens in row-major order."""

@@ -86,6 +86,9 @@ class BertConfig:
         if not isinstance(pad, int) or isinstance(pad, bool) or not 0 <= pad < self.vocab_size:
             raise MinitfError(f"{source}: pad_token_id {self.pad_token_id} is outside the "
                               f"vocabulary (size {self.vocab_size})")
+        if self.dtype is not None and not isinstance(self.dtype, str):
+            raise MinitfError(f"{source}: dtype must be a name such as \"float32\", got "
+                              f"{self.dtype!r:.40}")
 
     # ---- Hugging Face config.json ------------------------------------------------------------
 

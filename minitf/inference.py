@@ -99,7 +99,7 @@ def logits_metrics(logits: torch.Tensor, targets: torch.Tensor, labels: list[str
 def embed(model: BertModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean-pooled, L2-normalised sentence vectors (B, C) — padding excluded from the mean."""
     with torch.no_grad():
-        hidden = model(**batch).last_hidden_state                    # (B, N, C)
+        hidden = model(**batch).last_hidden_state.float()            # (B, N, C), fp32 sums
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)    # (B, N, 1)
     mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
     return F.normalize(mean, dim=-1)

@@ -183,6 +183,9 @@ class BertEncoder(nn.Module):
         if start < stop:
             B, N, _ = hidden.shape
             packing = Packing(attention_mask, B, N, hidden.device)
+            if cls_only and packing.mask is not None and not bool(packing.mask[:, 0].all()):
+                raise MinitfError("cls_only reads position 0 ([CLS]), which is padding in some "
+                                  "rows of attention_mask; pad on the right, as BERT expects")
             x = packing.pack(hidden)                                   # (T, C)
             for i in range(start, stop):
                 x, weights = self.layer[i](x, packing, cls_only and i == stop - 1,

@@ -12,20 +12,26 @@ The choices, for `encode`, `predict`, `evaluate`, `finetune` and `pretrain` alik
   fp32 accumulation inside the matmuls); training keeps fp32 master weights and runs the
   forward under `torch.autocast(dtype=bfloat16)` (bf16 weights cannot take small updates).
 - "fp16": GPUs only (training with a gradient scaler, see minitf/recipes/finetune.py).
-- "int8": inference only, CPU only: every nn.Linear replaced by a dynamically quantised one
-  (int8 weights per output channel, activations quantised per batch at run time;
-  torch.ao.quantization.quantize_dynamic on a copy). The embeddings, LayerNorms and attention
-  stay in fp32.
-- "auto": decided from this CPU's flags (`cpu_capability()`) and the measurements in
-  benchmarks/results/precision-*.md and encoder-*.md:
-    * CUDA: bf16 where supported, else fp16 (training and inference);
-    * a CPU with fast bf16 (AMX-BF16 or AVX512-BF16): bf16 — for inference, bf16 weights
-      (2.2-2.5× fp32 on the project's AMX Xeon, embedding cosine vs fp32 ≥ 0.9998); for
-      training, bf16 autocast;
-    * any other CPU (e.g. AVX2 only): fp32. There bf16 is emulated and several times slower
-      than fp32, and int8, although faster, is not chosen automatically: its cost (embedding
-      cosine vs fp32 down to ~0.98, a fraction of SST-2 predictions flipped) is measured, not
-      negligible — ask for it with `--precision int8`.
+- "int8": inference only, CPU only: a copy of the model with every nn.Linear replaced by an
+  Int8Linear (int8 weights, one scale per output row; activations quantised per call at run
+  time; fbgemm kernels). Embeddings, LayerNorms, softmax and attention stay in fp32.
+- "auto", decided from this CPU's flags (`cpu_capability()`) and measurements
+  (benchmarks/results/encoder-2026-12-01-cpu.md, precision-2026-12-01-cpu.md, and the
+  project's AMX Xeon numbers in issue 13):
+    * inference on a CPU with fast bf16 (AMX-BF16 or AVX512-BF16): bf16 weights. On the AMX
+      Xeon a bf16 model encodes 2.2-2.5× faster than fp32 (transformers' bf16 model 809 vs
+      329 seq/s; minitf under autocast 732); the embedding cosine vs fp32 stays ≥ 0.9999
+      (measured here too: bf16 rounding is the same on any CPU). Of the two bf16 forms,
+      weights cast beat fp32 weights under autocast in speed here (no per-call weight casts)
+      at the same accuracy (both ≥ 0.9999), so --precision bf16 casts the weights.
+    * inference on any other CPU (this project's AMD EPYC: AVX2, no bf16/VNNI): fp32. bf16 is
+      emulated there and 2-4× slower than fp32; int8 is faster but costs accuracy (embedding
+      cosine vs fp32 down to ~0.93, some SST-2 predictions flip), so it is never automatic —
+      ask for it with --precision int8.
+    * training on CPU: fp32. bf16 autocast (on request) is the fast path on AMX machines, but
+      its fine-tuning accuracy has not been measured on this project's hardware yet.
+    * training on CUDA: bf16 where supported, else fp16 (with a gradient scaler); inference on
+      CUDA: fp32 (unmeasured here; the fused kernel serves fp16/bf16 on request).
 
 `torch.backends.cpu.get_cpu_capability()` reports the widest vector ISA torch dispatches to
 ("AVX2", "AVX512"), not bf16/AMX support, so the /proc/cpuinfo flags are read as well.
@@ -37,7 +43,6 @@ import contextlib
 import copy
 import functools
 import warnings
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +53,8 @@ import torch.nn as nn
 from minitf.errors import MinitfError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+INFERENCE_PRECISIONS = PRECISIONS
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # /proc/cpuinfo flags that matter for reduced precision on x86.
 FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx_vnni",
          "avx512f", "avx2", "f16c")
@@ -139,9 +146,11 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu",
     if precision not in PRECISIONS:
         raise MinitfError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        if device_type == "cuda":
+        if device_type == "cuda" and training:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if (cpu or cpu_capability()).fast_bf16 else "fp32"
+        if device_type == "cpu" and not training and (cpu or cpu_capability()).fast_bf16:
+            return "bf16"
+        return "fp32"
     if precision == "int8" and training:
         raise MinitfError("--precision int8 is for inference only (quantised layers have no "
                           "gradients); train in fp32 or bf16 and quantise the result")
@@ -236,11 +245,3 @@ def _floating_dtype(model: nn.Module) -> torch.dtype:
             return p.dtype
     return torch.float32  # a quantised model: its remaining parameters are fp32 or none
 
-
-def with_precision(forward: Callable, precision: Precision) -> Callable:
-    """`forward` wrapped so that every call runs under the precision's autocast."""
-    @functools.wraps(forward)
-    def run(*args, **kwargs):
-        with precision.autocast():
-            return forward(*args, **kwargs)
-    return run

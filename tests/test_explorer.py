@@ -206,6 +206,19 @@ def test_the_command_writes_the_page(encoder_dir: Path, tmp_path: Path,
     assert not (Path.cwd() / "attention.png").exists() or "attention.png" not in printed
     data = json.loads(out.read_text().split('type="application/json">')[1].split("</script>")[0])
     assert data["n"] == 24 and data["mask"][-1] == 0 and data["tokens"][-1] == "[PAD]"
+    assert data["start"] == {"layer": 1}  # --layer -1 (the default): the last layer, all heads
+    rc = main(["attention", "--model", str(encoder_dir), "--text", TEXT, "--html", str(out),
+               "--layer", "0", "--head", "-1"])
+    assert rc == 0 and '"start":{"layer":0,"heads":[3]}' in out.read_text()
+
+
+def test_the_command_refuses_a_head_that_does_not_exist(encoder_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "explorer.html"
+    rc = main(["attention", "--model", str(encoder_dir), "--text", TEXT, "--html", str(out),
+               "--head", "4"])
+    assert rc == 2 and "head 4 does not exist: this model has 4 heads" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_pad_to_without_html_is_refused(encoder_dir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -235,6 +248,8 @@ def browser():  # noqa: ANN201 - a selenium WebDriver
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
     except Exception as exc:  # noqa: BLE001 - any failure to start means: no usable browser
         pytest.skip(f"Chromium did not start ({str(exc).splitlines()[0]}); {INSTALL_HINT}")
+    driver.set_script_timeout(120)  # a loaded shared machine can be slow
+    driver.set_page_load_timeout(120)
     yield driver
     driver.quit()
 
@@ -351,6 +366,10 @@ def test_the_math_shows_minitfs_numbers(browser, pair_page: Path, encoder_dir: P
     assert column["scaled"] == pytest.approx([d / 8 ** 0.5 for d in column["dot"]], abs=1e-3)
     assert "sat" in math.find_element(By.TAG_NAME, "h2").text
     assert browser.find_elements(By.CSS_SELECTOR, "#math h3 a[href*='attention.md#']")
+    from selenium.webdriver.common.keys import Keys
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT, Keys.ARROW_UP)
+    math = browser.find_element(By.ID, "math")
+    assert (math.get_attribute("data-layer"), math.get_attribute("data-query")) == ("0", "4")
     browser.save_screenshot(str(tmp_path / "math.png"))
     assert (tmp_path / "math.png").stat().st_size > 10_000
     assert console_problems(browser) == []

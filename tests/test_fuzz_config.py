@@ -13,6 +13,7 @@ from fuzzing import Case, fuzz, mutate_json
 from minitf.config import BertConfig
 from minitf.model import BertForSequenceClassification
 from minitf.paths import packaged_model_dir
+from minitf.weights import resolve_dtype
 
 TINY = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=16, max_position_embeddings=16,
@@ -54,6 +55,7 @@ def test_fuzz_config(tmp_path: Path, fuzz_cases: int | None) -> None:
 
     def check(config: BertConfig, directory: Path) -> None:
         assert isinstance(config, BertConfig)
+        resolve_dtype(None, config, {}, directory)  # the dtype is one minitf loads, or refused
         if config.num_attention_heads <= 256:  # more heads cannot be shrunk (none drawn)
             BertForSequenceClassification(shrunk(config), attn_backend="sdpa")  # it builds
 

@@ -179,3 +179,10 @@ def test_a_model_without_pooler_has_no_pooler_output():
     model = BertModel(CONFIG, add_pooling_layer=False)
     assert model.pooler is None and not any(n.startswith("pooler.") for n in model.state_dict())
     assert model(*random_batch()).pooler_output is None
+
+
+def test_left_padding_is_refused_where_cls_is_read():
+    classifier = BertForSequenceClassification(CONFIG).eval()
+    ids, mask = random_batch()
+    with pytest.raises(MinitfError, match="position 0 .* is padding"):
+        classifier(ids, mask.flip(1))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from minitf.errors import MinitfError
 from minitf.paths import DEFAULT_MODEL, resolve_model_dir
-from minitf.study.heatmaps import MAX_TOKENS_HINT, attention_maps, draw_attention
+from minitf.study.heatmaps import MAX_TOKENS_HINT, attention_maps, axis_index, draw_attention
 
 HTML_MAX_LENGTH = 512  # the page stays usable up to BERT's longest input
 
@@ -63,11 +63,25 @@ def write_page(args: argparse.Namespace) -> None:
     if data.truncated:
         print(f"minitf attention: the text was cut to {max_length} tokens (--max-length)",
               file=sys.stderr)
-    size = write_explorer(data, args.html)
     layers, heads, n, _ = data.q.shape
+    data.start = start_view(args.layer, args.head, layers, heads)
+    size = write_explorer(data, args.html)
     print(f"{n} tokens: {' '.join(data.tokens)}")
     print(f"model: {data.kind}, {layers} layers × {heads} heads")
     print(f"wrote {args.html} ({size / 1e6:.2f} MB, self-contained; open it in a browser)")
+
+
+def start_view(layer: str, head: str, layers: int, heads: int) -> dict[str, object]:
+    """The page's first layer and head from --layer / --head when they are indices ("all" and
+    "mean" leave the page's defaults: layer 0, all heads)."""
+    start: dict[str, object] = {}
+    chosen_layer = axis_index(layer, layers, "layer")
+    chosen_head = axis_index(head, heads, "head")
+    if isinstance(chosen_layer, int):
+        start["layer"] = chosen_layer
+    if isinstance(chosen_head, int):
+        start["heads"] = [chosen_head]
+    return start
 
 
 def write_image(args: argparse.Namespace) -> None:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 
 from minitf.attention import BACKENDS
+from minitf.precision import INFERENCE_PRECISIONS
 from minitf.train import data as D
 
 
 def add_backend_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     parser.add_argument("--attn-backend", default=default, choices=BACKENDS,
                         help="attention implementation (default: %(default)s)")
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="auto", choices=INFERENCE_PRECISIONS,
+                        help="fp32 exact; bf16/int8 faster on some CPUs; auto: see "
+                        "minitf/precision.py (default: %(default)s)")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +33,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="examples per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     add_backend_argument(parser)
+    add_precision_argument(parser)
 
 
 def read_file(args: argparse.Namespace, require_labels: bool) -> D.Examples:

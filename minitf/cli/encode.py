@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 
 from minitf import inference
-from minitf.cli.common import add_backend_argument
+from minitf.cli.common import add_backend_argument, add_precision_argument
 from minitf.model import BertModel
 from minitf.paths import DEFAULT_MODEL, resolve_model_dir
+from minitf.precision import apply_precision
 from minitf.train.step import pick_device
 
 EXAMPLES = [
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=32)
     add_backend_argument(parser)
+    add_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     texts = args.texts or EXAMPLES
     model = BertModel.from_pretrained(directory, attn_backend=args.attn_backend).to(device)
+    model = apply_precision(model, args.precision, device)[0]
     tokenizer = inference.load_tokenizer(directory)
     vectors = inference.encode_texts(model, tokenizer, texts, args.batch_size, device=device)
     print(f"model: {directory}  ({model.config.num_hidden_layers} layers, hidden "

@@ -14,6 +14,7 @@ import torch
 from minitf import inference
 from minitf.cli.common import add_data_arguments, read_file
 from minitf.errors import MinitfError
+from minitf.precision import apply_precision
 from minitf.train import data as D
 from minitf.train.step import pick_device
 
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model, tokenizer, labels = inference.load_for_inference(args.model, args.attn_backend,
                                                             device, args.adapter)
+    model = apply_precision(model, args.precision, device)[0]
     if args.data:
         examples = read_file(args, require_labels=False)
     else:

@@ -5,7 +5,8 @@ The recipe of the BERT paper (Devlin et al., 2019, §4 and appendix A.3), top to
     1. data      read, map labels to ids (or numbers, --regression), hold out validation (and
                  test) rows, tokenize once
     2. model     BertForSequenceClassification = pre-trained encoder + a fresh linear head;
-                 optionally freeze a prefix (minitf/train/freeze.py) and cache its outputs
+                 optionally freeze a prefix (minitf/train/freeze.py) and cache its outputs,
+                 or train LoRA adapters instead (--lora, minitf/lora.py; cached below them)
     3. optimizer AdamW, weight decay 0.01 except on biases and LayerNorm weights
     4. schedule  linear warmup over the first 10% of steps, then linear decay to 0
     5. loop      length-bucketed batches, cross-entropy (MSE for regression), clipping at 1.0
@@ -16,7 +17,8 @@ Steps 5 and 6 are the shared engine (minitf/train/loop.py, step.py): this module
 train on and how to measure it, the engine runs it, saves it, resumes it, stops it.
 
 Outputs in --output: best/ and last/ (Hugging Face model directories; last/ also holds the
-training state for --resume), metrics.jsonl, training.png.
+training state for --resume), metrics.jsonl, training.png. With adapters best/ and last/ hold
+the merged weights, and best/adapter/ and last/adapter/ the adapters in PEFT's format.
 
 Python:  from minitf.recipes.finetune import FinetuneConfig, finetune  (CLI: minitf/cli/finetune.py)
          result = finetune(FinetuneConfig(model="minilm", train="train.csv", output="out"))

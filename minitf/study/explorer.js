@@ -180,11 +180,11 @@ function buildControls() {
 const singleHeadView = () => state.view === "matrix" || state.view === "math";
 const firstHead = () => state.heads.size ? Math.min(...state.heads) : 0;
 
+// A click shows that head alone; shift- (or ctrl-) click adds or removes it.
 function toggleHead(h, add) {
-  if (singleHeadView()) state.heads = new Set([h]);
-  else if (add || state.heads.size !== 1 || !state.heads.has(h)) {
-    if (state.heads.has(h)) state.heads.delete(h); else state.heads.add(h);
-  }
+  if (!add || singleHeadView()) state.heads = new Set([h]);
+  else if (state.heads.has(h)) state.heads.delete(h);
+  else state.heads.add(h);
   render();
 }
 
@@ -223,7 +223,7 @@ const HELP = {
     + "it reads from; every row sums to 1. Hover a cell for its value, click a row for its math.",
   math: "How one query token, in one head, turns into a weighted average of the value vectors, "
     + "step by step, with this model's numbers. Click a token in the input above to pick the "
-    + "query; pick the layer and head above.",
+    + "query (or use ← →); pick the layer (↑ ↓) and head above.",
 };
 
 // --------------------------------------------------------------------------------------------

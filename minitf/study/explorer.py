@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ class ExplorerData:
 
     title: str
     kind: str                            # one of KINDS
-    tokens: list[str]                    # WordPiece strings, "[CLS]", "##s", "[UNK]", ...
+    tokens: list[str]                    # the vocabulary's pieces: "[CLS]", "##s", "▁cat", ...
     unknown: dict[int, str]              # position of an [UNK] → the text it replaced
     token_type_ids: list[int]            # 0 text, 1 pair
     attention_mask: list[int]            # 1 real token, 0 padding
@@ -69,6 +70,7 @@ class ExplorerData:
     prediction: dict[str, Any] | None = None              # classifier: labels + probabilities
     fill_mask: list[dict[str, Any]] = field(default_factory=list)  # masked-LM: per [MASK]
     truncated: bool = False
+    start: dict[str, Any] = field(default_factory=dict)  # first view: {"layer": 2, "heads": [5]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,8 +79,8 @@ class ExplorerData:
 
 
 def model_kind(directory: Path) -> str:
-    """"classifier", "masked-lm" or "encoder", from config.json's architectures, else from the
-    checkpoint's tensor names (classifier.* / cls.predictions.*)."""
+    """One of KINDS: from config.json's architectures, else from the checkpoint's tensor names
+    (classifier.* for a classifier, cls.predictions.* for a masked-LM)."""
     try:
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -97,14 +99,14 @@ def model_kind(directory: Path) -> str:
 
 
 def _tensor_names(directory: Path) -> list[str]:
-    from safetensors import safe_open
-    files = sorted(directory.glob("*.safetensors"))
+    """Names in the safetensors headers (no tensor is read)."""
+    from safetensors import SafetensorError, safe_open
     names: list[str] = []
-    for file in files:
+    for file in sorted(directory.glob("*.safetensors")):
         try:
             with safe_open(str(file), framework="pt") as f:
                 names.extend(f.keys())
-        except Exception:  # noqa: BLE001 - unreadable files are reported by the loader itself
+        except (SafetensorError, OSError, ValueError):  # the loader reports it, with a hint
             continue
     return names
 
@@ -294,15 +296,11 @@ def doc_links(output: Path, doc: Path = ATTENTION_DOC) -> dict[str, str]:
 
 
 def github_slug(heading: str) -> str:
-    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces → -."""
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation and symbols dropped
+    (letters, marks, digits, "-" and "_" kept), spaces → "-"."""
     kept = "".join(c for c in heading.lower()
-                   if c.isalnum() or c in " -_" or _is_mark(c))
+                   if c in " -_" or unicodedata.category(c)[0] in "LMN")
     return kept.replace(" ", "-")
-
-
-def _is_mark(c: str) -> bool:
-    import unicodedata
-    return unicodedata.category(c).startswith(("L", "M"))
 
 
 def page_data(data: ExplorerData, links: dict[str, str]) -> dict[str, Any]:
@@ -314,7 +312,7 @@ def page_data(data: ExplorerData, links: dict[str, str]) -> dict[str, Any]:
         "layers": layers, "heads": heads, "n": n, "headDim": head_dim,
         "scale": 1.0 / math.sqrt(head_dim),
         "prediction": data.prediction, "fillMask": data.fill_mask,
-        "truncated": data.truncated, "links": links,
+        "truncated": data.truncated, "links": links, "start": data.start,
         "q": pack(data.q, "<f4"), "k": pack(data.k, "<f4"), "v": pack(data.v, "<f2"),
     }
 

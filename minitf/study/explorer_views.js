@@ -264,6 +264,11 @@ function renderNotes() {
     + "softmax(q·k/√d_k + mask) from them in float64. Nothing is fetched from the network.",
   ];
   if (D.truncated) lines.unshift("The input was cut to fit --max-length.");
+  if (D.tokens.some((t) => /[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]/.test(t))
+      || Object.values(D.unknown).some((w) => /[\u2e80-\u9fff\uac00-\ud7af]/.test(w))) {
+    lines.push("Chinese, Japanese and Korean are drawn with your system's fonts: if they show "
+      + "as boxes, install a CJK font (Debian/Ubuntu: apt-get install fonts-noto-cjk).");
+  }
   for (const line of lines) $("notes").append(el("p", "", line));
 }
 
@@ -289,6 +294,23 @@ function readHash() {  // e.g. explorer.html#view=math&layer=2&heads=3&query=5
   if (args.has("query") && query >= 0 && query < N) state.locked = state.query = query;
 }
 
+// Keys: ← → the previous / next query token, ↑ ↓ the previous / next layer.
+function hookKeys() {
+  document.addEventListener("keydown", (ev) => {
+    if (ev.altKey || ev.ctrlKey || ev.metaKey || ev.target.tagName === "INPUT") return;
+    const moves = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+    if (!moves[ev.key]) return;
+    const [dq, dl] = moves[ev.key];
+    if (dq) {
+      state.locked = state.query = Math.min(N - 1, Math.max(0, mathQuery() + dq));
+      state.side = "q";
+    }
+    state.layer = Math.min(L - 1, Math.max(0, state.layer + dl));
+    ev.preventDefault();
+    render();
+  });
+}
+
 async function main() {
   try {
     if (typeof DecompressionStream === "undefined") {
@@ -298,8 +320,11 @@ async function main() {
     const [q, k, v] = await Promise.all([unpack(D.q, 4), unpack(D.k, 4), unpack(D.v, 2)]);
     Q = new Float32Array(q); K = new Float32Array(k); V = halfToFloat(new Uint16Array(v));
     for (let h = 0; h < (N > 128 ? 1 : H); h++) state.heads.add(h);
+    if (D.start.layer !== undefined) state.layer = D.start.layer;   // --layer, --head
+    if (D.start.heads !== undefined) state.heads = new Set(D.start.heads);
     readHash();
-    renderHeader(); buildStrip(); buildControls(); buildHeadView(); hookMatrix(); renderNotes();
+    renderHeader(); buildStrip(); buildControls(); buildHeadView(); hookMatrix(); hookKeys();
+    renderNotes();
     render();
     document.documentElement.dataset.ready = "1";
   } catch (err) {

@@ -288,21 +288,29 @@ def select_panels(weights: torch.Tensor, layer: int | str = -1, head: int | str 
     return panels
 
 
-def _axis_choice(choice: int | str, size: int, what: str):  # noqa: ANN202 - returns a function
+def axis_index(choice: int | str, size: int, what: str) -> int | str:
+    """--layer / --head checked against the model: "all", "mean", or an index in 0..size-1
+    (a negative one counts from the end)."""
     if isinstance(choice, str) and choice not in ("all", "mean"):
         try:
             choice = int(choice)
         except ValueError:
             raise MinitfError(f"--{what} must be an index, 'all' or 'mean', got {choice!r}"
                               ) from None
-    if choice == "mean":
-        return lambda t: [(f"mean of {size} {what}s", t.mean(0))]
-    if choice == "all":
-        return lambda t: [(f"{what} {i}", t[i]) for i in range(size)]
+    if isinstance(choice, str):
+        return choice
     if not -size <= choice < size:
         raise MinitfError(f"{what} {choice} does not exist: this model has {size} {what}s "
                           f"(0..{size - 1}, or negative to count from the end)")
-    index = choice % size
+    return choice % size
+
+
+def _axis_choice(choice: int | str, size: int, what: str):  # noqa: ANN202 - returns a function
+    index = axis_index(choice, size, what)
+    if index == "mean":
+        return lambda t: [(f"mean of {size} {what}s", t.mean(0))]
+    if index == "all":
+        return lambda t: [(f"{what} {i}", t[i]) for i in range(size)]
     return lambda t: [(f"{what} {index}", t[index])]
 
 

@@ -313,8 +313,9 @@ def label_names(examples: Examples) -> list[str]:
 
 
 def _is_int(text: str) -> bool:
-    """An integer written in ASCII digits ("²" and "٣" pass str.isdigit, not this)."""
-    return re.fullmatch(r"-?[0-9]+", text) is not None
+    """An integer written in ASCII digits ("²" and "٣" pass str.isdigit, not this), short
+    enough for int() (which refuses over 4,300 digits)."""
+    return re.fullmatch(r"-?[0-9]{1,1000}", text) is not None
 
 
 def label_ids(examples: Examples, names: Sequence[str], skip_bad_rows: bool = False

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from minitf.errors import MinitfError
+from minitf.precision import TRAINING_PRECISIONS, resolve_precision
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = TRAINING_PRECISIONS
 
 
 class NonFiniteLoss(Exception):
@@ -105,19 +106,9 @@ def pick_device(name: str) -> torch.device:
 
 
 def autocast_settings(precision: str, device: torch.device) -> dict[str, Any]:
-    """Keyword arguments of torch.autocast (`enabled`, `dtype`) for --precision on `device`.
-
-    Mixed precision on GPU by default, bf16 where supported (no loss scaling needed), else
-    fp16. On CPU fp32 by default; bf16 autocast on request (fast on CPUs with AVX512-BF16 or
-    AMX, slow elsewhere; the numbers then differ from fp32 at bf16 precision)."""
-    if precision not in PRECISIONS:
-        raise MinitfError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
-    if device.type == "cpu" and precision == "bf16":
-        return {"enabled": True, "dtype": torch.bfloat16}
-    if device.type == "cpu" and precision == "fp16":
-        raise MinitfError("--precision fp16 needs a GPU; on CPU use fp32 or bf16")
-    if device.type != "cuda" or precision == "fp32":
-        return {"enabled": False, "dtype": torch.bfloat16}
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {"enabled": True, "dtype": torch.bfloat16 if precision == "bf16" else torch.float16}
+    """Keyword arguments of torch.autocast (`enabled`, `dtype`) for --precision on `device`,
+    as minitf.precision.resolve_precision decides it for training (auto: bf16 where the GPU
+    supports it, else fp16; fp32 on CPU)."""
+    name = resolve_precision(precision, device, training=True)
+    return {"enabled": name in ("bf16", "fp16"),
+            "dtype": torch.float16 if name == "fp16" else torch.bfloat16}

@@ -23,7 +23,7 @@ The choices, for `encode`, `predict`, `evaluate`, `finetune` and `pretrain` alik
       329 seq/s; minitf under autocast 732); the embedding cosine vs fp32 stays ≥ 0.9999
       (measured here too: bf16 rounding is the same on any CPU). Of the two bf16 forms, weights
       cast and fp32 weights under autocast, neither was reliably faster on this AVX2 machine
-      (encoder 0.35× vs 0.42× fp32, classifier 0.47× vs 0.82×, both under heavy load) and both
+      (encoder 0.42× vs 0.42× transformers fp32; classifier 0.47× vs 0.82× fp32) and both
       keep cosine ≥ 0.9999 and every SST-2 prediction; on the AMX Xeon transformers' cast
       model was 10% faster than minitf under autocast. --precision bf16 casts the weights
       (half the memory, no per-call weight casts); re-measure on an AMX machine.

@@ -21,13 +21,16 @@ The choices, for `encode`, `predict`, `evaluate`, `finetune` and `pretrain` alik
     * inference on a CPU with fast bf16 (AMX-BF16 or AVX512-BF16): bf16 weights. On the AMX
       Xeon a bf16 model encodes 2.2-2.5× faster than fp32 (transformers' bf16 model 809 vs
       329 seq/s; minitf under autocast 732); the embedding cosine vs fp32 stays ≥ 0.9999
-      (measured here too: bf16 rounding is the same on any CPU). Of the two bf16 forms,
-      weights cast beat fp32 weights under autocast in speed here (no per-call weight casts)
-      at the same accuracy (both ≥ 0.9999), so --precision bf16 casts the weights.
+      (measured here too: bf16 rounding is the same on any CPU). Of the two bf16 forms, weights
+      cast and fp32 weights under autocast, neither was reliably faster on this AVX2 machine
+      (encoder 0.42× vs 0.42× transformers fp32; classifier 0.47× vs 0.82× fp32) and both
+      keep cosine ≥ 0.9999 and every SST-2 prediction; on the AMX Xeon transformers' cast
+      model was 10% faster than minitf under autocast. --precision bf16 casts the weights
+      (half the memory, no per-call weight casts); re-measure on an AMX machine.
     * inference on any other CPU (this project's AMD EPYC: AVX2, no bf16/VNNI): fp32. bf16 is
-      emulated there and 2-4× slower than fp32; int8 is faster but costs accuracy (embedding
-      cosine vs fp32 down to ~0.93, some SST-2 predictions flip), so it is never automatic —
-      ask for it with --precision int8.
+      emulated there and 2-3× slower than fp32; int8 is 2-3.4× faster but costs accuracy
+      (embedding cosine vs fp32 down to 0.933, median 0.973; SST-2 held-out accuracy 81.0% vs
+      82.5%, 3% of predictions flipped), so it is never automatic: ask for --precision int8.
     * training on CPU: fp32. bf16 autocast (on request) is the fast path on AMX machines, but
       its fine-tuning accuracy has not been measured on this project's hardware yet.
     * training on CUDA: bf16 where supported, else fp16 (with a gradient scaler); inference on

@@ -176,8 +176,9 @@ class Trainer:
         s, st = self.schedule, self.state
         return bool((s.epochs and st.epoch >= s.epochs)
                     or (s.max_steps and st.global_step >= s.max_steps)
-                    or (s.minutes and self.clock.seconds >= s.minutes * 60)
-                    or (s.patience and st.bad_evals >= s.patience))
+                    or (s.patience and st.bad_evals >= s.patience)
+                    # each rank has its own clock: all stop when the first runs out of time
+                    or (s.minutes and self.ctx.any(self.clock.seconds >= s.minutes * 60)))
 
     def _epoch(self, request: StopRequest) -> bool:
         """The rest of the current epoch; True when interrupted (last/ saved)."""

@@ -28,7 +28,6 @@ Python:  from minitf.recipes.pretrain import PretrainConfig, pretrain
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -48,6 +47,7 @@ from minitf.train import distributed, mlm
 from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
 from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.optim import build_optimizer, linear_schedule
+from minitf.train.plots import plot_pretraining
 from minitf.train.progress import Progress
 from minitf.train.step import TrainStep, pick_device
 
@@ -458,37 +458,3 @@ def check_settings(cfg: PretrainConfig) -> None:
         raise MinitfError(f"--validation-fraction must be in [0, 1), got "
                           f"{cfg.validation_fraction}")
 
-
-def plot_pretraining(metrics_file: Path, png: Path) -> bool:
-    """Training and held-out masked loss (left) and masked-token accuracy (right) by step."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line]
-    evals = [r for r in records if r.get("type") == "eval" and r.get("step")]
-    if not evals:
-        return False
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    steps = [r["step"] for r in evals]
-    left.plot(steps, [r["train_loss"] for r in evals], "o-", label="training (masked) loss")
-    validated = [r for r in evals if "validation" in r]
-    if validated:
-        vs = [r["step"] for r in validated]
-        left.plot(vs, [r["validation"]["loss"] for r in validated], "o-", label="held-out loss")
-        right.plot(vs, [r["validation"]["accuracy"] for r in validated], "o-",
-                   label="masked-token accuracy")
-        right.plot(vs, [r["validation"]["most_frequent_token_accuracy"] for r in validated],
-                   "--", label="always the most frequent token")
-    left.set(xlabel="step", ylabel="cross-entropy", title="masked-LM loss")
-    right.set(xlabel="step", ylabel="held-out", title="masked-token accuracy")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return True

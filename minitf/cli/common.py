@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+import torch
+
+from minitf import inference
 from minitf.attention import BACKENDS
-from minitf.precision import INFERENCE_PRECISIONS
+from minitf.errors import MinitfError
+from minitf.precision import INFERENCE_PRECISIONS, apply_precision
 from minitf.train import data as D
+from minitf.train.step import pick_device
 
 
 def add_backend_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -42,3 +48,15 @@ def read_file(args: argparse.Namespace, require_labels: bool) -> D.Examples:
                            format=args.format, encoding=args.encoding,
                            encoding_errors=args.encoding_errors,
                            skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
+
+
+def load_classifier(args: argparse.Namespace) -> tuple[Any, Any, list[str], torch.device]:
+    """What `minitf evaluate` and `minitf predict` start from: the classifier of --model (with
+    --adapter) on --device in --precision, its tokenizer, its label names and the device."""
+    if args.batch_size < 1:
+        raise MinitfError("--batch-size must be at least 1")
+    device = pick_device(args.device)
+    model, tokenizer, labels = inference.load_for_inference(args.model, args.attn_backend,
+                                                            device, args.adapter)
+    model = apply_precision(model, args.precision, device)[0]
+    return model, tokenizer, labels, device

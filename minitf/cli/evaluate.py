@@ -7,12 +7,9 @@ import argparse
 import json
 
 from minitf import inference
-from minitf.cli.common import add_data_arguments, read_file
-from minitf.errors import MinitfError
-from minitf.precision import apply_precision
+from minitf.cli.common import add_data_arguments, load_classifier, read_file
 from minitf.train import data as D
 from minitf.train.metrics import format_report
-from minitf.train.step import pick_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,12 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise MinitfError("--batch-size must be at least 1")
-    device = pick_device(args.device)
-    model, tokenizer, labels = inference.load_for_inference(args.model, args.attn_backend,
-                                                            device, args.adapter)
-    model = apply_precision(model, args.precision, device)[0]
+    model, tokenizer, labels, device = load_classifier(args)
     examples = read_file(args, require_labels=True)
     examples, targets = (D.label_values(examples, args.skip_bad_rows) if len(labels) == 1
                          else D.label_ids(examples, labels, args.skip_bad_rows))

@@ -12,11 +12,9 @@ from typing import Any
 import torch
 
 from minitf import inference
-from minitf.cli.common import add_data_arguments, read_file
+from minitf.cli.common import add_data_arguments, load_classifier, read_file
 from minitf.errors import MinitfError
-from minitf.precision import apply_precision
 from minitf.train import data as D
-from minitf.train.step import pick_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.texts) == bool(args.data):
         raise MinitfError("give either texts or --data FILE")
-    if args.batch_size < 1:
-        raise MinitfError("--batch-size must be at least 1")
-    device = pick_device(args.device)
-    model, tokenizer, labels = inference.load_for_inference(args.model, args.attn_backend,
-                                                            device, args.adapter)
-    model = apply_precision(model, args.precision, device)[0]
+    model, tokenizer, labels, device = load_classifier(args)
     if args.data:
         examples = read_file(args, require_labels=False)
     else:

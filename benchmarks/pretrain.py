@@ -254,17 +254,20 @@ def tfidf_accuracy(texts: list[str], labels: list[int], test_csv: Path) -> float
 
 
 def pretrained_model(budget: float, files: object, tokenizer: Path, work: Path,
-                     cells: dict) -> Path:
-    """The model pre-trained for `budget` minutes (0: initialised only), made once."""
+                     cells: dict, recipe: object) -> Path:
+    """The model pre-trained for `budget` minutes (0: initialised only), made once, with the
+    demo's recipe (minitf/recipes/demo_zh.py: shape, init, lr, batch)."""
     from minitf.recipes.pretrain import PretrainConfig, pretrain
 
-    out = work / f"bert-{budget:g}min"
-    key = f"pretrain {budget:g}"
+    out = work / f"bert-{recipe.config}-{budget:g}min"
+    key = f"pretrain {recipe.config} {budget:g}"
     if key not in cells or not (out / "model.safetensors").is_file():
         load = os.getloadavg()[0]
         result = pretrain(PretrainConfig(
             train=[str(files.pretrain)], tokenizer=str(tokenizer), output=str(out),
-            config="mini", dropout=0.0, lr=1e-3, batch_size=64, overwrite=True, progress="log",
+            config=recipe.config, init_std=recipe.init_std, dropout=0.0, lr=recipe.pretrain_lr,
+            batch_size=recipe.pretrain_batch_size, max_length=recipe.pretrain_max_length,
+            max_eval_blocks=recipe.pretrain_eval_blocks, overwrite=True, progress="log",
             **({"time_budget": budget} if budget else {"max_steps": 0})))
         cells[key] = {"steps": result.total_steps, "minutes": result.train_seconds / 60,
                       "load_average_start": load, "load_average_end": os.getloadavg()[0],
@@ -277,6 +280,8 @@ def curve(args: argparse.Namespace) -> Path:
     from minitf.recipes.demo_zh import DemoZhConfig, Timer, train_tokenizer
     from minitf.recipes.finetune import FinetuneConfig, finetune
 
+    recipe = DemoZhConfig()
+
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     say = Timer(time.perf_counter())
@@ -286,24 +291,25 @@ def curve(args: argparse.Namespace) -> Path:
     files = prepare_zh(work / "data", seed=0)
     tokenizer = work / "tokenizer"
     if not (tokenizer / "spiece.model").is_file():
-        train_tokenizer(files.pretrain, tokenizer, DemoZhConfig(), say)
+        train_tokenizer(files.pretrain, tokenizer, recipe, say)
     subsets = label_subsets(files.train, args.labels, work)
     for count, (_, texts, labels) in subsets.items():
         if f"tfidf {count}" not in cells:
             cells[f"tfidf {count}"] = {"accuracy": tfidf_accuracy(texts, labels, files.test)}
             say(f"TF-IDF, {count} labels: {cells[f'tfidf {count}']['accuracy']:.4f}")
     for budget in args.budgets:
-        model = pretrained_model(budget, files, tokenizer, work, cells)
+        model = pretrained_model(budget, files, tokenizer, work, cells, recipe)
         store.write_text(json.dumps(cells, indent=1))
         for count, (csv_file, _, _) in subsets.items():
-            key = f"bert {budget:g} {count}"
+            key = f"bert {recipe.config} {budget:g} {count}"
             if key in cells:
                 continue
             load = os.getloadavg()[0]
             result = finetune(FinetuneConfig(
                 model=str(model), train=str(csv_file), validation=str(files.validation),
-                test=str(files.test), output=str(work / f"ft-{budget:g}-{count}"),
-                epochs=FINETUNE_EPOCHS.get(int(count) if count != "all" else 0, 3), lr=1e-4,
+                test=str(files.test), output=str(work / f"ft-{recipe.config}-{budget:g}-{count}"),
+                epochs=FINETUNE_EPOCHS.get(int(count) if count != "all" else 0,
+                                           recipe.finetune_epochs), lr=recipe.finetune_lr,
                 batch_size=32, max_length=128, overwrite=True, progress="log"))
             cells[key] = {"accuracy": result.test["accuracy"], "minutes":
                           result.train_seconds / 60, "load_average_start": load,
@@ -315,32 +321,43 @@ def curve(args: argparse.Namespace) -> Path:
 
 
 def write_curve(cells: dict, out: Path) -> Path:
+    from minitf.recipes.demo_zh import DemoZhConfig
+
+    recipe = DemoZhConfig()
     counts = ["500", "2000", "all"]
-    budgets = sorted({float(k.split()[1]) for k in cells if k.startswith("pretrain ")} |
-                     {0.0, 5.0, 15.0, 30.0})
     cell = lambda key: f"{cells[key]['accuracy']:.4f}" if key in cells else "not run"  # noqa: E731
     rows = [["TF-IDF char 1-3-grams + logistic regression", "-", "-",
              *[cell(f"tfidf {c}") for c in counts]]]
-    for b in budgets:
-        info = cells.get(f"pretrain {b:g}")
+    runs = sorted({tuple(k.split()[1:]) for k in cells if k.startswith("pretrain ")} |
+                  {(recipe.config, f"{b:g}") for b in (0, 5, 15, 30)},
+                  key=lambda r: (r[0] != recipe.config, r[0], float(r[1])))
+    for shape, budget in runs:
+        info = cells.get(f"pretrain {shape} {budget}")
         steps = str(info["steps"]) if info else "not run"
-        mlm = f"{info['mlm_accuracy']:.3f}" if info and "mlm_accuracy" in info else "-"
-        rows.append([f"mini BERT, pre-trained {b:g} min" if b else "mini BERT, no pre-training",
-                     steps, mlm, *[cell(f"bert {b:g} {c}") for c in counts]])
+        mlm = (f"{info['mlm_accuracy']:.3f} ({info['mlm_most_frequent_token_accuracy']:.3f})"
+               if info and "mlm_accuracy" in info else "-")
+        name = f"{shape} BERT, " + (f"pre-trained {budget} min" if float(budget)
+                                     else "no pre-training")
+        rows.append([name, steps, mlm, *[cell(f"bert {shape} {budget} {c}") for c in counts]])
     loads = [v[k] for v in cells.values() if isinstance(v, dict)
              for k in ("load_average_start", "load_average_end") if k in v]
     notes = [
         "Test accuracy on the 1,737 held-out test reviews (minitf.corpora split, seed 0) after "
         "fine-tuning on the first N training reviews of one seeded order (nested subsets). "
-        "BERT rows: SentencePiece unigram 8,000 pieces; “mini” 4 layers × 256 hidden, 4 heads; "
-        "pre-training on People's Daily + the training reviews, 128-token blocks, batch 64, "
-        "lr 1e-3, no dropout, the schedule sized to the budget (`minitf pretrain "
-        "--time-budget`); fine-tuning lr 1e-4, batch 32, 10 / 5 / 3 epochs for 500 / 2,000 / "
-        "all labels, best epoch on the validation split. “not run”: not measured (no time on "
-        "this machine before the deadline).",
+        "BERT rows: SentencePiece unigram 8,000 pieces; pre-training on People's Daily + the "
+        "training reviews with `make demo-zh`'s recipe (minitf/recipes/demo_zh.py): "
+        f"“{recipe.config}” shape, init std {recipe.init_std:g}, "
+        f"{recipe.pretrain_max_length}-token blocks, batch {recipe.pretrain_batch_size}, "
+        f"lr {recipe.pretrain_lr:g}, no dropout, 15% masking, the schedule sized to the budget "
+        f"(`minitf pretrain --time-budget`); fine-tuning all layers, lr {recipe.finetune_lr:g}, "
+        f"batch 32, 10 / 5 / {recipe.finetune_epochs} epochs for 500 / 2,000 / all labels, "
+        "best epoch on the validation split. The one “mini” row (4 × 256, init std 0.02, "
+        "batch 64, fine-tuning lr 1e-4) is from an earlier recipe. “not run”: not measured.",
+        "Held-out MLM accuracy: masked-token accuracy after pre-training, (in brackets) that of "
+        "always predicting the most frequent token.",
         f"1-minute load averages seen during the runs: {min(loads):.1f}–{max(loads):.1f} on "
-        f"{os.cpu_count()} cores: the machine was shared with other jobs, so a “5-minute” "
-        "budget got a fraction of the CPU a quiet machine gives it." if loads else "",
+        f"{os.cpu_count()} cores (above 2 the runs shared the CPU with other jobs, and a "
+        "budget got fewer steps than on a quiet machine)." if loads else "",
         markdown_table(["model", "pre-training steps", "held-out MLM accuracy", "500 labels",
                         "2,000 labels", "all (13,890)"], rows),
         "Raw cells (with minutes and load averages): the .json next to this file.",

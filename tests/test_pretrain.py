@@ -150,11 +150,6 @@ def test_bad_settings(files, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "measured 2026-12-01 on a loaded 2-core AVX2 machine: after 150 steps the model still "
-    "predicts the most frequent character everywhere (accuracy 0.0423 = the baseline); "
-    "runs of 400 steps at lr 1e-3 and 5e-3 were still on that plateau at step 100 when "
-    "stopped. The schedule that gets past it within ~60 s is still to be found"))
 def test_short_real_pretraining_beats_the_most_frequent_token(tmp_path):
     sentences = peoples_daily(4000)
     if not sentences:
@@ -166,10 +161,13 @@ def test_short_real_pretraining_beats_the_most_frequent_token(tmp_path):
     result = pretrain(PretrainConfig(
         train=[str(corpus)], tokenizer=str(tok), output=str(tmp_path / "out"), layers=2,
         hidden=64, heads=2, intermediate=256, dropout=0.0, max_length=64, batch_size=32,
-        lr=2e-3, max_steps=150, eval_every=50, max_eval_blocks=64, progress="off"))
+        lr=2e-3, init_std=0.1, mlm_probability=0.3, max_steps=300, eval_every=100,
+        max_eval_blocks=64, progress="off"))
     final = result.final
     print(final)
-    assert final["accuracy"] > final["most_frequent_token_accuracy"] + 0.05
+    # measured 2026-12-01 (2-core AVX2): 0.110 against 0.045 after 300 steps (~30 s); with
+    # BERT's init_std 0.02 and 15% masking the same run was still on the plateau (0.042)
+    assert final["accuracy"] > final["most_frequent_token_accuracy"] + 0.04
     assert final["loss"] < result.history[0]["validation"]["loss"]
 
 

@@ -72,6 +72,7 @@ class PretrainConfig:
     heads: int | None = None
     intermediate: int | None = None     # default 4 × hidden
     dropout: float = 0.1
+    init_std: float = 0.02              # initializer_range of a new model (BERT's 0.02)
     validation: str | None = None
     validation_fraction: float = 0.05   # of the documents, when no --validation
     max_eval_blocks: int = 256          # validation blocks evaluated (the first ones)
@@ -124,7 +125,8 @@ def model_config(cfg: PretrainConfig, tokenizer: Any) -> BertConfig:
         vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=cfg.intermediate or 4 * hidden,
         hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
-        max_position_embeddings=max(512, cfg.max_length), pad_token_id=tokenizer.pad_token_id)
+        max_position_embeddings=max(512, cfg.max_length), pad_token_id=tokenizer.pad_token_id,
+        initializer_range=cfg.init_std)
 
 
 def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None
@@ -351,7 +353,8 @@ class Run:
                          mean_loss=self.ctx.mean_loss)
         task = Task(model=self.model, batches=self.batches, loss=self.loss, save=self.save,
                     evaluate=self.evaluate if len(self.corpus.validation) else None,
-                    describe=describe, on_record=self.add_tokens_per_s)
+                    describe=describe, on_record=self.add_tokens_per_s,
+                    throughput=("tokens", cfg.max_length))
         trainer = Trainer(task, step, schedule, self.ctx, self.outputs, self.progress,
                           self.device, extra_state=self.extra_state)
         if state is not None:
@@ -452,6 +455,9 @@ def check_settings(cfg: PretrainConfig) -> None:
         raise MinitfError(f"--max-steps must be 0 or more, got {cfg.max_steps}")
     if not cfg.lr > 0:
         raise MinitfError(f"--lr must be positive, got {cfg.lr}")
+    if not 0 < cfg.init_std < 10:
+        raise MinitfError(f"--init-std must be a small positive number (BERT's is 0.02), got "
+                          f"{cfg.init_std}")
     if not 0 <= cfg.warmup_ratio <= 1:
         raise MinitfError(f"--warmup-ratio must be in [0, 1], got {cfg.warmup_ratio}")
     if not 0 <= cfg.validation_fraction < 1:

@@ -57,6 +57,9 @@ class Task:
     describe: Callable[[dict[str, Any]], str] | None = None  # metrics → "loss 0.31, accuracy .."
     # called with each record before it is logged: may add fields; returns a line to print
     on_record: Callable[[dict[str, Any]], str | None] | None = None
+    # throughput in the progress bar and epoch lines: (unit, units per sample), e.g.
+    # ("tokens", 128) for pre-training blocks of 128 tokens
+    throughput: tuple[str, int] = ("samples", 1)
 
 
 @dataclass
@@ -186,7 +189,8 @@ class Trainer:
         batches = self.task.batches(st.epoch)
         (self.task.train_mode or self.task.model.train)()
         total = f"/{self.schedule.epochs}" if self.schedule.epochs else ""
-        bar = self.progress.bar(len(batches), st.step, f"epoch {st.epoch + 1}{total}")
+        bar = self.progress.bar(len(batches), st.step, f"epoch {st.epoch + 1}{total}",
+                                self.task.throughput[0])
         started, samples, stop = time.perf_counter(), 0, False
         self._batches_in_epoch = len(batches)
         try:
@@ -194,8 +198,8 @@ class Trainer:
                 rows = batches[st.step]
                 value = self._train_on(rows)
                 samples += len(rows)
-                bar.update(loss=value, lr=self.step.lr,
-                           rate=samples / max(time.perf_counter() - started, 1e-9))
+                bar.update(loss=value, lr=self.step.lr, rate=samples * self.task.throughput[1]
+                           / max(time.perf_counter() - started, 1e-9))
                 stop = self.ctx.any(request.requested) or (
                     st.global_step == self.schedule.stop_after_steps)
                 if st.step < len(batches) and self._between_batches(stop):
@@ -309,7 +313,9 @@ class Trainer:
             line += f", validation {describe(record['validation'])}"
             line += "  (best so far)" if improved and self.schedule.select_metric else ""
         if "seconds" in record:
-            line += f"  [{record['seconds']:.0f} s, {record['samples_per_s']:.1f} samples/s]"
+            unit, per_sample = self.task.throughput
+            line += (f"  [{record['seconds']:.0f} s, "
+                     f"{record['samples_per_s'] * per_sample:,.1f} {unit}/s]")
         return line
 
     def save_last(self) -> None:

@@ -22,15 +22,17 @@ class Progress:
         if self.mode != "off":
             print(message, flush=True)
 
-    def bar(self, total: int, initial: int, description: str) -> Bar:
-        return Bar(self.mode, total, initial, description)
+    def bar(self, total: int, initial: int, description: str, unit: str = "samples") -> Bar:
+        return Bar(self.mode, total, initial, description, unit)
 
 
 class Bar:
     """Loss, learning rate and throughput per step; ~10 log lines per epoch without a TTY."""
 
-    def __init__(self, mode: str, total: int, initial: int, description: str):
+    def __init__(self, mode: str, total: int, initial: int, description: str,
+                 unit: str = "samples"):
         self.mode, self.total, self.n, self.description = mode, total, initial, description
+        self.unit = unit
         self.every = max(1, total // 10)
         self.last_line = time.perf_counter()
         self.tqdm = None
@@ -42,12 +44,12 @@ class Bar:
     def update(self, loss: float, lr: float, rate: float) -> None:
         self.n += 1
         if self.tqdm is not None:
-            self.tqdm.set_postfix_str(f"loss {loss:.4f}, lr {lr:.2e}, {rate:.1f} samples/s",
+            self.tqdm.set_postfix_str(f"loss {loss:.4f}, lr {lr:.2e}, {rate:,.1f} {self.unit}/s",
                                       refresh=False)
             self.tqdm.update(1)
         elif self.mode == "log" and (self.n % self.every == 0 or self.n == self.total):
             print(f"{self.description} step {self.n}/{self.total}: loss {loss:.4f}, "
-                  f"lr {lr:.2e}, {rate:.1f} samples/s", flush=True)
+                  f"lr {lr:.2e}, {rate:,.1f} {self.unit}/s", flush=True)
 
     def close(self) -> None:
         if self.tqdm is not None:

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import platform
 import statistics
+import sys
 from pathlib import Path
 
 import torch
@@ -70,3 +71,15 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def facts_block(facts: dict[str, str]) -> str:
     return "\n".join(f"- {k}: {v}" for k, v in facts.items())
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+
+
+def header(title: str, notes: list[str]) -> str:
+    """A results file's top: the title, the machine facts, the command, the load, the notes."""
+    facts = {**machine_header(), "command": "python " + " ".join(sys.argv),
+             "load average at start": load_average()}
+    return "\n\n".join([f"# {title}", facts_block(facts), *[n for n in notes if n]])

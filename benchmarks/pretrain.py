@@ -44,57 +44,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import RESULTS, facts_block, machine_header, markdown_table  # noqa: E402
+from common import RESULTS, header, markdown_table  # noqa: E402
 
 from minitf.config import BertConfig  # noqa: E402
+from minitf.precision import cpu_capability  # noqa: E402
 from minitf.train.mlm import MaskingPolicy  # noqa: E402
 from minitf.train.optim import build_optimizer  # noqa: E402
 
 MINI = dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024)
 SPECIAL = (0, 1, 2, 3, 4)  # [PAD] [UNK] [CLS] [SEP] [MASK], as minitf's sentencepiece layout
 MASK_ID = 4
-
-
-# ---------------------------------------------------------------------------------------------
-# The machine
-# ---------------------------------------------------------------------------------------------
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return next((line.split(":", 1)[1].split() for line in text.splitlines()
-                 if line.startswith("flags")), [])
-
-
-def has_bf16_hardware() -> bool:
-    """bf16 matmuls in hardware (AVX512-BF16 or AMX); without them bf16 is emulated, slower
-    than fp32."""
-    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
-
-
-def cpu_facts() -> dict[str, str]:
-    """What decides bf16 speed: the CPU's flags, and what torch dispatches to."""
-    flags = cpu_flags()
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
-    return {
-        "cpu flags": ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted),
-        "torch cpu capability": str(torch.backends.cpu.get_cpu_capability()),
-    }
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
-
-
-def header(title: str, notes: list[str]) -> str:
-    facts = {**machine_header(), **cpu_facts(),
-             "command": "python " + " ".join(sys.argv),
-             "load average at start": load_average()}
-    return "\n\n".join([f"# {title}", facts_block(facts), *notes])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +120,7 @@ def speed(args: argparse.Namespace) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(config, Path(tmp) / "mini")
     loss_gap = check_same_loss(models, batches[0])
-    precisions = ["fp32"] + (["bf16"] if args.bf16 or has_bf16_hardware() else [])
+    precisions = ["fp32"] + (["bf16"] if args.bf16 or cpu_capability().fast_bf16 else [])
     for precision in precisions:
         runs = {name: {"wall": [], "cpu": []} for name in models}
         optimizers = {name: build_optimizer(m, 1e-4) for name, m in models.items()}

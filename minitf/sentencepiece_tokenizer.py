@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 import sentencepiece as spm
@@ -61,7 +62,6 @@ _SPACE = "▁"  # U+2581, SentencePiece's visible space
 # which also counts the separators U+001C..U+001F.
 _WHITESPACE_RE = re.compile("[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
 _BEFORE_SPACE_RE = re.compile(f"(?={_SPACE})")
-_CACHE_SIZE = 1 << 17  # distinct words remembered before the cache starts over
 
 
 def _keep_pattern(spec: str) -> re.Pattern:
@@ -121,7 +121,6 @@ class SentencePieceTokenizer(BaseTokenizer):
         # Every piece takes part in the Viterbi search, control pieces too, as in the reference.
         self._trie = _build_trie(pieces, scores)
         self._unk_score = min(scores) - _UNK_PENALTY
-        self._cache: dict[str, tuple[int, ...]] = {}
 
     # ----------------------------------------------------------------------------- loading
 
@@ -172,26 +171,16 @@ class SentencePieceTokenizer(BaseTokenizer):
         text = prenormalize(text, self.do_lower_case, self.keep_accents)
         return self._charsmap.normalize(text)
 
-    def _text_ids(self, text: str) -> list[int]:
-        ids: list[int] = []
-        cache = self._cache
+    def _words(self, text: str) -> Iterator[str]:
+        """Step 3 of the module docstring: "▁"-led words of the normalised text."""
         for word in _WHITESPACE_RE.split(self.normalize(text)):
             if not word:
                 continue
             if not word.startswith(_SPACE):
                 word = _SPACE + word
-            for part in _BEFORE_SPACE_RE.split(word):
-                if not part:
-                    continue
-                pieces = cache.get(part)
-                if pieces is None:
-                    if len(cache) >= _CACHE_SIZE:
-                        cache.clear()
-                    pieces = cache[part] = self._viterbi(part)
-                ids.extend(pieces)
-        return ids
+            yield from (part for part in _BEFORE_SPACE_RE.split(word) if part)
 
-    def _viterbi(self, word: str) -> tuple[int, ...]:
+    def _split_word(self, word: str) -> tuple[int, ...]:
         """The best-scoring split of `word` into pieces (step 4 of the module docstring)."""
         n = len(word)
         # best[e]: score of the best split of word[:e]; start[e], piece[e]: its last piece.

@@ -61,7 +61,6 @@ _DECODE_CLEANUP = (
 )
 
 _MAX_WORD_CHARS = 100  # longer words become [UNK] without trying WordPiece
-_WORD_CACHE_SIZE = 1 << 17  # distinct words remembered before the cache starts over
 
 
 class _CharSet:
@@ -121,7 +120,6 @@ class Tokenizer(BaseTokenizer):
         self._strip = do_lower_case if strip_accents is None else strip_accents
         self._clean_map = _CharMap(self._clean_char)
         self._word_map = _CharMap(self._finish_char)
-        self._word_cache: dict[str, tuple[int, ...]] = {}
 
     # ----------------------------------------------------------------------------- loading
 
@@ -215,20 +213,10 @@ class Tokenizer(BaseTokenizer):
             char = lower_char(char)
         return "".join(f" {c} " if c in _PUNCTUATION_SET else c for c in char)
 
-    def _text_ids(self, text: str) -> list[int]:
-        """WordPiece ids of text without special tokens, cached per word."""
-        ids: list[int] = []
-        cache = self._word_cache
-        for word in self.split_words(text):
-            pieces = cache.get(word)
-            if pieces is None:
-                if len(cache) >= _WORD_CACHE_SIZE:
-                    cache.clear()
-                pieces = cache[word] = self._wordpiece(word)
-            ids.extend(pieces)
-        return ids
+    def _words(self, text: str) -> list[str]:
+        return self.split_words(text)
 
-    def _wordpiece(self, word: str) -> tuple[int, ...]:
+    def _split_word(self, word: str) -> tuple[int, ...]:
         """Greedy longest-match-first split of one word into vocabulary ids."""
         if len(word) > _MAX_WORD_CHARS:
             return (self.unk_token_id,)

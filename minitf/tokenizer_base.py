@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ import torch
 from minitf.errors import MinitfError
 from minitf.unicode_tables import NEW_LOWERCASE
 
+WORD_CACHE_SIZE = 1 << 17  # distinct words remembered before the cache starts over
 SPECIAL_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 DEFAULT_SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                     "cls_token": "[CLS]", "mask_token": "[MASK]"}
@@ -60,11 +61,16 @@ class BaseTokenizer:
         # reference's leftmost-longest matcher. The group keeps the matches in re.split().
         alternatives = "|".join(re.escape(t) for t in sorted(set(specials), key=len, reverse=True))
         self._special_re = re.compile(f"({alternatives})")
+        self._word_cache: dict[str, tuple[int, ...]] = {}
 
     # ------------------------------------------------------------------------- subclasses
 
-    def _text_ids(self, text: str) -> list[int]:
-        """Ids of text that holds no special token."""
+    def _words(self, text: str) -> Iterable[str]:
+        """The words of text that holds no special token, each split into pieces alone."""
+        raise NotImplementedError
+
+    def _split_word(self, word: str) -> tuple[int, ...]:
+        """The ids of the pieces of one word."""
         raise NotImplementedError
 
     def _join(self, tokens: list[str]) -> str:
@@ -189,6 +195,20 @@ class BaseTokenizer:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self._tokens):
                 raise MinitfError(f"id {i!r} is not in the vocabulary (0..{len(self._tokens) - 1})")
         return list(ids)
+
+    def _text_ids(self, text: str) -> list[int]:
+        """Ids of text that holds no special token; each distinct word is split once (words
+        repeat: the cache makes tokenizing a corpus several times faster)."""
+        ids: list[int] = []
+        cache = self._word_cache
+        for word in self._words(text):
+            pieces = cache.get(word)
+            if pieces is None:
+                if len(cache) >= WORD_CACHE_SIZE:
+                    cache.clear()
+                pieces = cache[word] = self._split_word(word)
+            ids.extend(pieces)
+        return ids
 
     def _ids(self, text: str) -> list[int]:
         """Token ids of a text, special tokens in it included, nothing added around."""

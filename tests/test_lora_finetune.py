@@ -89,6 +89,8 @@ def test_lora_settings_are_checked(files, tmp_path):
     run(files, tmp_path / "c", epochs=1)
     with pytest.raises(MinitfError, match="--lora"):
         run(files, tmp_path / "c", resume=True, lora=8)
+    with pytest.raises(MinitfError, match="--lora-dropout, --lora-layers set without --lora R"):
+        run(files, tmp_path / "d", lora=0, lora_dropout=0.2)
 
 
 def test_predict_and_evaluate_with_an_adapter(files, tmp_path, capsys):
@@ -113,7 +115,9 @@ def test_predict_and_evaluate_with_an_adapter(files, tmp_path, capsys):
 def test_finetune_continues_from_a_peft_adapter(files, tmp_path):
     run(files, tmp_path / "first", epochs=1)
     adapter = tmp_path / "first" / "best" / ADAPTER_DIR
-    run(files, tmp_path / "second", epochs=1, lora=0, adapter=str(adapter))
+    with pytest.raises(MinitfError, match="--lora-layers with --adapter"):
+        run(files, tmp_path / "second", epochs=1, lora=0, adapter=str(adapter))
+    run(files, tmp_path / "second", epochs=1, lora=0, lora_layers="all", adapter=str(adapter))
     config = json.loads((tmp_path / "second" / "best" / ADAPTER_DIR / "adapter_config.json")
                         .read_text())
     assert config["r"] == 4 and config["layers_to_transform"] == [1, 2]

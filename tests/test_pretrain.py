@@ -185,3 +185,12 @@ def test_command_line(files, tmp_path, capsys):
     assert main([*args, "--max-steps", "0", "--overwrite"]) == 0
     assert main([*args[:-1], str(tmp_path / "cli2")]) == 2
     assert "--max-steps N, --epochs N or --time-budget" in capsys.readouterr().err
+
+
+def test_progress_counts_tokens_per_second(files, tmp_path, capsys):
+    pretrain(tiny(files, tmp_path / "p", progress="log", max_steps=None, epochs=1))
+    out = capsys.readouterr().out
+    assert "tokens/s" in out and "samples/s" not in out
+    epoch = [json.loads(x) for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()
+             if '"epoch"' in x and '"type": "epoch"' in x][0]
+    assert epoch["tokens_per_s"] == pytest.approx(epoch["samples_per_s"] * 16)

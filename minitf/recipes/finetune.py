@@ -216,6 +216,15 @@ def check_config(cfg: FinetuneConfig) -> None:
     if (cfg.lora or cfg.adapter) and cfg.freeze != "none":
         raise MinitfError("--lora/--adapter freeze the base weights themselves (and cache the "
                           "layers below the adapted ones); drop --freeze")
+    lora_settings = [f"--{name.replace('_', '-')}" for name in
+                     ("lora_alpha", "lora_dropout", "lora_targets", "lora_layers")
+                     if getattr(cfg, name) != getattr(FinetuneConfig, name)]
+    if lora_settings and cfg.adapter:
+        raise MinitfError(f"{', '.join(lora_settings)} with --adapter: a continued adapter "
+                          "keeps the settings it was trained with; drop them")
+    if lora_settings and not cfg.lora:
+        raise MinitfError(f"{', '.join(lora_settings)} set without --lora R: give the rank "
+                          "(e.g. --lora 8) to train adapters, or drop them")
 
 
 def open_output(cfg: FinetuneConfig) -> tuple[Path, dict[str, Any] | None]:

@@ -17,13 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", default="en", choices=("en", "zh"),
                         help="zh: pre-train a Chinese BERT, then fine-tune it "
                         "(minitf/recipes/demo_zh.py; --output default demo-zh)")
-    parser.add_argument("--pretrain-minutes", type=float, default=5.0, help="with --lang zh")
+    parser.add_argument("--pretrain-minutes", type=float,
+                        help="with --lang zh (default: 5, DemoZhConfig's)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.lang == "zh":
         from minitf.recipes.demo_zh import DemoZhConfig, demo_zh
         output = "demo-zh" if args.output == DEFAULT_OUTPUT else args.output
-        demo_zh(DemoZhConfig(output=output, pretrain_minutes=args.pretrain_minutes))
+        budget = {} if args.pretrain_minutes is None else {"pretrain_minutes":
+                                                            args.pretrain_minutes}
+        demo_zh(DemoZhConfig(output=output, **budget))
         return 0
     return demo(args.output, args.model, args.train_samples, args.epochs, args.freeze)

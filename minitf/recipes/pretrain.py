@@ -353,8 +353,7 @@ class Run:
                          mean_loss=self.ctx.mean_loss)
         task = Task(model=self.model, batches=self.batches, loss=self.loss, save=self.save,
                     evaluate=self.evaluate if len(self.corpus.validation) else None,
-                    describe=describe, on_record=self.add_tokens_per_s,
-                    throughput=("tokens", cfg.max_length))
+                    describe=describe, throughput=("tokens", cfg.max_length))
         trainer = Trainer(task, step, schedule, self.ctx, self.outputs, self.progress,
                           self.device, extra_state=self.extra_state)
         if state is not None:
@@ -394,10 +393,6 @@ class Run:
         return {"config": asdict(self.cfg), "fingerprint": self.corpus.fingerprint,
                 "total_steps": self.total_steps, "budget_seconds": self.budget_seconds,
                 "evaluations": self.evaluations}
-
-    def add_tokens_per_s(self, record: dict[str, Any]) -> None:
-        if "samples_per_s" in record:
-            record["tokens_per_s"] = record["samples_per_s"] * self.cfg.max_length
 
     def publish(self) -> None:
         """The final model into --output itself (every file complete: written aside, then

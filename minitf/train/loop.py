@@ -57,8 +57,8 @@ class Task:
     describe: Callable[[dict[str, Any]], str] | None = None  # metrics → "loss 0.31, accuracy .."
     # called with each record before it is logged: may add fields; returns a line to print
     on_record: Callable[[dict[str, Any]], str | None] | None = None
-    # throughput in the progress bar and epoch lines: (unit, units per sample), e.g.
-    # ("tokens", 128) for pre-training blocks of 128 tokens
+    # throughput in the progress bar, epoch lines and epoch records ("<unit>_per_s"):
+    # (unit, units per sample), e.g. ("tokens", 128) for pre-training blocks of 128 tokens
     throughput: tuple[str, int] = ("samples", 1)
 
 
@@ -260,6 +260,9 @@ class Trainer:
                   "train_loss": st.epoch_loss[0] / max(st.epoch_loss[1], 1), "lr": self.step.lr,
                   "seconds": seconds, "samples": samples,  # samples: in this process
                   "samples_per_s": samples / max(seconds, 1e-9)}
+        unit, per_sample = self.task.throughput
+        if unit != "samples":
+            record[f"{unit}_per_s"] = record["samples_per_s"] * per_sample
         s = self.schedule
         due = s.eval_each_epoch or (s.eval_every and st.global_step % s.eval_every == 0)
         self._evaluate_record(record, validate=bool(due))

@@ -276,13 +276,10 @@ def curve(args: argparse.Namespace) -> Path:
             say(f"pre-trained {budget:g} min, {count} labels: {result.test['accuracy']:.4f}")
             store.write_text(json.dumps(cells, indent=1))
     store.write_text(json.dumps(cells, indent=1))
-    return write_curve(cells, store.with_suffix(".md"))
+    return write_curve(cells, store.with_suffix(".md"), recipe)
 
 
-def write_curve(cells: dict, out: Path) -> Path:
-    from minitf.recipes.demo_zh import DemoZhConfig
-
-    recipe = DemoZhConfig()
+def write_curve(cells: dict, out: Path, recipe: object) -> Path:
     counts = ["500", "2000", "all"]
     cell = lambda key: f"{cells[key]['accuracy']:.4f}" if key in cells else "not run"  # noqa: E731
     rows = [["TF-IDF char 1-3-grams + logistic regression", "-", "-",

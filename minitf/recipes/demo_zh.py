@@ -102,17 +102,17 @@ def demo_zh(cfg: DemoZhConfig) -> list[dict[str, Any]]:
 
 def fine_tune(cfg: DemoZhConfig, files: Any, model: str, freeze: str, samples: int | None,
               epochs: int) -> tuple[dict[str, Any], Any]:
-    """Fine-tune `model` on the training reviews (all, or the first `samples` of a seeded
-    order); (its test metrics, seconds and directory; the FinetuneResult)."""
-    samples = samples or cfg.max_train_samples
-    name = Path(model).name + (f"-{samples}" if samples and samples != cfg.max_train_samples
-                               else "")
+    """Fine-tune `model` on the training reviews (all, i.e. --max-train-samples if set, or
+    `samples` of a seeded order) into DIR/ft-NAME[-samples]; (its test metrics, seconds and
+    directory; the FinetuneResult)."""
+    name = Path(model).name if samples is None else f"{Path(model).name}-{samples}"
     directory = Path(cfg.output) / f"ft-{name}"
     result = finetune(FinetuneConfig(
         model=model, train=str(files.train), validation=str(files.validation),
         test=str(files.test), output=str(directory), epochs=epochs, lr=cfg.finetune_lr,
-        max_length=cfg.max_length, freeze=freeze, max_train_samples=samples, seed=cfg.seed,
-        progress="log", overwrite=True))
+        max_length=cfg.max_length, freeze=freeze,
+        max_train_samples=samples or cfg.max_train_samples, seed=cfg.seed, progress="log",
+        overwrite=True))
     return {**result.test, "seconds": result.train_seconds, "directory": str(directory)}, result
 
 

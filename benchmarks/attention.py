@@ -86,7 +86,7 @@ def reference(q, k, v, mask):
 
 
 def triton_kernel(q, k, v, mask):
-    from kernels import fused_attention
+    from minitf.kernels import fused_attention
 
     return fused_attention(q, k, v, key_padding_mask=mask)
 
@@ -202,7 +202,7 @@ def measure(backends, head_dim, n, tokens, dtype, device, padded, mode, reps, wa
 
 def interpreter_check(dtypes):
     """Correctness of the kernel under Triton's CPU interpreter on small shapes (no timing)."""
-    from kernels import fused_attention
+    from minitf.kernels import fused_attention
 
     lines = []
     for dtype in dtypes:
@@ -372,7 +372,7 @@ def main() -> None:
             ns, head_dims = [256, 1024, 2048, 4096], [64]
         backends = {"reference": reference, "sdpa": sdpa, "triton": triton_kernel}
     else:
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # before kernels is first imported
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # before minitf.kernels is first imported
         args.tokens = 4096
         ns = [128, 256, 512] if args.quick else [128, 256, 512, 1024]
         head_dims = [64] if args.quick else [64, 128]

@@ -8,8 +8,8 @@ Every backend takes `(batch, heads, seq, head_dim)` tensors and a key-padding ma
 - "reference": the formula spelled out below in plain PyTorch. It materialises the full
   (N × N) score matrix, so it is the slowest and the most readable. It is the ground truth.
 - "sdpa":      torch.nn.functional.scaled_dot_product_attention (PyTorch picks its own kernel).
-- "triton":    minitf's fused FlashAttention-style kernel (kernels/), for CUDA tensors or under
-  Triton's CPU interpreter (TRITON_INTERPRET=1).
+- "triton":    minitf's fused FlashAttention-style kernel (minitf/kernels/), for CUDA tensors
+  or under Triton's CPU interpreter (TRITON_INTERPRET=1).
 - "auto":      the fused kernel for fp16/bf16 CUDA tensors when Triton is usable, else SDPA
   (faster than the reference on CPU in benchmarks/encoder.py and benchmarks/attention.py;
   all three agree to fp32 rounding).
@@ -111,7 +111,7 @@ def triton_attention(
     sm_scale: float | None = None,
     dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """The fused kernel in kernels/ (imported lazily so minitf works where Triton is absent).
+    """The fused kernel in minitf/kernels/ (imported lazily so minitf works where Triton is absent).
 
     The kernel has no attention-probability dropout: with dropout_p > 0 (training) it warns
     once and attends without it. attn_backend="auto" picks SDPA for such calls instead.
@@ -120,7 +120,7 @@ def triton_attention(
         _warn_once("the Triton kernel applies no attention-probability dropout; training "
                    "through it runs without attention dropout (hidden dropout is unaffected)")
     try:
-        from kernels import fused_attention
+        from minitf.kernels import fused_attention
     except ImportError as exc:  # triton missing or broken on this machine
         raise MinitfError(
             f"attn_backend='triton' needs the Triton package, which failed to import ({exc}). "
@@ -184,7 +184,7 @@ def _warn_once(message: str) -> None:
 
 def _triton_supports(q: torch.Tensor) -> bool:
     try:
-        from kernels import is_supported
+        from minitf.kernels import is_supported
     except ImportError:
         return False
     return is_supported(q)

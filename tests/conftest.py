@@ -1,11 +1,11 @@
-# --- Triton mode and the `gpu` marker (kept at the top: must run before `kernels` is imported) ---
+# --- Triton mode and the `gpu` marker (first: must run before `minitf.kernels` is imported) ---
 import os
 
 import pytest
 import torch
 
 # Without a GPU the Triton kernels run in Triton's CPU interpreter. The interpreter is chosen when
-# each @triton.jit decorator runs, i.e. when `kernels` is first imported — so set it here, first.
+# each @triton.jit decorator runs, i.e. when `minitf.kernels` is first imported: set it here, first.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

@@ -184,7 +184,7 @@ def online_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              keep: torch.Tensor, block: int
                              ) -> tuple[torch.Tensor, list[list[dict[str, torch.Tensor]]]]:
     """softmax(q kᵀ/√d + mask) v for one head — q (Nq, D), k and v (Nk, D), keep (Nk,) bool —
-    walking over the keys `block` at a time, as kernels/flash_attention.py::_attn_fwd does
+    walking over the keys `block` at a time, as minitf/kernels/flash_attention.py::_attn_fwd does
     (there in base 2; here with exp). Returns the output and, per query row, the state
     after each block: s (scaled, masked scores), m, alpha, p, l, acc."""
     scale = 1.0 / math.sqrt(q.shape[-1])
@@ -238,10 +238,10 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def fused_kernel_or_skip():  # noqa: ANN201 - returns the kernels module
-    kernels = pytest.importorskip("kernels", reason="kernels/ (the Triton kernel) not importable")
+    kernels = pytest.importorskip("minitf.kernels", reason="minitf.kernels (Triton) not importable")
     if not kernels.is_supported(torch.zeros(1, 1, 1, 16, device=DEVICE)):
-        pytest.skip("the fused kernel needs a CUDA GPU or TRITON_INTERPRET=1 set before kernels "
-                    "is imported (tests/conftest.py sets it)")
+        pytest.skip("the fused kernel needs a CUDA GPU or TRITON_INTERPRET=1 set before "
+                    "minitf.kernels is imported (tests/conftest.py sets it)")
     return kernels
 
 

@@ -1,4 +1,4 @@
-"""The fused Triton attention kernel (kernels/) against minitf.attention.reference_attention.
+"""The fused Triton attention kernel (minitf/kernels/) against minitf.attention.reference_attention.
 
 Without a GPU these run in Triton's CPU interpreter (tests/conftest.py sets TRITON_INTERPRET=1);
 with CUDA the same small cases run compiled on the GPU, and the `gpu`-marked tests add real
@@ -22,11 +22,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import kernels
-import kernels.flash_attention as fa
-from kernels.config import interpreting
+import minitf.kernels as kernels
+import minitf.kernels.flash_attention as fa
 from minitf.attention import get_attention, reference_attention
 from minitf.errors import MinitfError
+from minitf.kernels.config import interpreting
 
 DEVICE = "cpu" if interpreting() else "cuda"
 LOW_PRECISION_SLACK = {torch.float16: 2.0**-14, torch.bfloat16: 2.0**-11, torch.float32: 1e-6}

@@ -48,7 +48,7 @@ def reference(batch):
 
 def kernels_can_run() -> bool:
     try:
-        from kernels import is_supported
+        from minitf.kernels import is_supported
     except ImportError:
         return False
     return is_supported(torch.zeros(1, 1, 1, 32))

@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.config import LOG2_E, backward_configs, dot_and_acc_dtypes, interpreting
+from minitf.kernels.config import LOG2_E, backward_configs, dot_and_acc_dtypes, interpreting
 
 
 @triton.jit

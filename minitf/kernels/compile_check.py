@@ -1,12 +1,12 @@
 """Compile every kernel variant for an NVIDIA GPU on a machine without one (nothing is launched).
 
-    python -m kernels.compile_check                 # sm_90 (H100/H200), 16-bit dtypes
-    python -m kernels.compile_check --arch 80 --dtypes bf16 fp16 fp32
+    python -m minitf.kernels.compile_check                 # sm_90 (H100/H200), 16-bit dtypes
+    python -m minitf.kernels.compile_check --arch 80 --dtypes bf16 fp16 fp32
 
 The interpreter checks the arithmetic; this checks what only the compiler sees: that each
 (dtype, head dim, mask, causal) variant lowers to PTX and cubin with the block sizes of
-kernels/config.py (tl.dot shapes, layouts, shared memory), and what ptxas reports for registers
-and spills, and whether the dots became tensor-core instructions (wgmma on sm_90, mma.sync
+minitf/kernels/config.py (tl.dot shapes, layouts, shared memory), and what ptxas reports for
+registers and spills, and whether the dots became tensor-core instructions (wgmma on sm_90, mma.sync
 on sm_80) or plain FMAs. It fakes Triton's active driver so `kernel[grid](...)` compiles
 (warmup) instead of launching. Triton ships ptxas, so no CUDA toolkit is needed.
 About 3 s per kernel on 2 CPU cores (fp32 variants take longer).
@@ -83,7 +83,7 @@ def main() -> None:
 
     JITFunction.__getitem__ = compile_instead_of_launch
 
-    import kernels.flash_attention as fa
+    import minitf.kernels.flash_attention as fa
 
     fa._check_inputs = lambda *a, **kw: None  # CPU tensors stand in for CUDA ones here
     for name in args.dtypes:

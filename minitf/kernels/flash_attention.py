@@ -61,7 +61,7 @@ wrong (triton issue #11584). Tolerances used by tests/test_kernels.py: fp32 ≤ 
 2e-5 (gradients) absolute at test sizes; fp16/bf16: at most 2× the error of PyTorch's own
 fp16/bf16 computation against an fp32 reference, plus a slack of 1/16 ulp at 1.0.
 
-Block sizes (kernels/config.py; fixed per head dim, no autotuning): on the GPU the forward
+Block sizes (minitf/kernels/config.py; fixed per head dim, no autotuning): on the GPU the forward
 takes BLOCK_M=128 query rows per program and BLOCK_N=64 keys per step (32 for D = 128), 8 warps,
 3 pipeline stages; fp32 uses 64 × 32. Under the interpreter 64 × 32, which keeps CPU tests fast
 while small test shapes still cross block edges. The causal triangle is applied in every visited
@@ -76,7 +76,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.config import (
+from minitf.errors import MinitfError
+from minitf.kernels.config import (
     GPU_DTYPES,
     HEAD_DIMS,
     LOG2_E,
@@ -85,8 +86,7 @@ from kernels.config import (
     forward_config,
     interpreting,
 )
-from kernels.flash_attention_bwd import attention_backward
-from minitf.errors import MinitfError
+from minitf.kernels.flash_attention_bwd import attention_backward
 
 
 # ----------------------------------------------------------------------------------------------

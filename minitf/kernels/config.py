@@ -4,7 +4,7 @@ Block sizes are fixed per head dim, after the hand-picked configs of the Triton 
 (no autotuning: one config is simpler to reason about, works in the interpreter, and there is
 no autotune reset to get wrong). They have not been timed on a GPU yet (benchmarks/gpu_check.sh
 is the place to start). What is known without one: every variant compiles for sm_90 with these
-configs (`python -m kernels.compile_check`), and 8 warps keep the 16-bit kernels free of
+configs (`python -m minitf.kernels.compile_check`), and 8 warps keep the 16-bit kernels free of
 register spills where 4 warps spilled (ptxas -v on the generated PTX).
 """
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from minitf.precision import cpu_capability
+from minitf.model.precision import cpu_capability
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -15,8 +15,9 @@ Systems:
   ORT_ENABLE_ALL graph optimisations; int8: that file through
   onnxruntime.quantization.quantize_dynamic (int8 weights, uint8 activations);
 - minitf fp32, bf16 (weights cast, the form --precision bf16 uses), bf16 autocast (fp32
-  weights: the other form, measured to justify the choice), int8 (minitf.precision.Int8Linear);
-- minitf auto: what `--precision auto` picks on this CPU (see minitf/precision.py).
+  weights: the other form, measured to justify the choice), int8
+  (minitf.model.precision.Int8Linear);
+- minitf auto: what `--precision auto` picks on this CPU (see minitf/model/precision.py).
 
 Writes benchmarks/results/encoder-<date>-cpu.md.
 """
@@ -47,8 +48,8 @@ from benchmarks.common import (  # noqa: E402
     median_and_spread,
 )
 from minitf import BertModel, Tokenizer  # noqa: E402
+from minitf.model.precision import apply_precision, resolve_precision  # noqa: E402
 from minitf.paths import resolve_model_dir  # noqa: E402
-from minitf.precision import apply_precision, resolve_precision  # noqa: E402
 
 Batch = dict[str, torch.Tensor]
 Encoder = Callable[[Batch], torch.Tensor]  # one batch → last_hidden_state (B, N, C)

@@ -20,7 +20,7 @@ Speed (training samples/s, MiniLM, batch 32, max_length 128, AdamW fused, fp32):
 
 - LoRA (r 8, alpha 16, dropout 0.1, query+value; pooler and classifier in full) vs
   transformers + PEFT with the same settings: on every layer, and on layers 4-5 only, where
-  minitf caches the untouched embeddings + layers 0-3 (minitf/lora.py)
+  minitf caches the untouched embeddings + layers 0-3 (minitf/model/lora.py)
 
     python benchmarks/finetune.py --lora       # full FT, layers:4 and the LoRA rows only
 
@@ -53,9 +53,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import RESULTS, facts_block, machine_header, markdown_table  # noqa: E402
 
+from minitf.data import examples as D  # noqa: E402
+from minitf.model.freeze import classifier_logits, freeze, train_mode  # noqa: E402
 from minitf.paths import packaged_model_dir, resolve_model_dir  # noqa: E402
-from minitf.train import data as D  # noqa: E402
-from minitf.train.freeze import PrefixCache, classifier_logits, freeze, train_mode  # noqa: E402
+from minitf.train.freeze import PrefixCache  # noqa: E402
 from minitf.train.optim import build_optimizer, linear_schedule  # noqa: E402
 
 SHARED = Path(os.environ.get("MINITF_DATA", ROOT.parent / "shared" / "data"))
@@ -70,7 +71,7 @@ HELD_OUT = 2000  # the last rows of SST-2's train.tsv: evaluation only, never tr
 def load(dataset: str, n: int, max_length: int = 128, offset: int = 0,
          sample: bool = False) -> D.Encoded:
     """n rows from `offset` (sample=True: a seeded random sample of the training rows)."""
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizers.wordpiece import Tokenizer
     file = SHARED / dataset / "train.tsv"
     if not file.is_file():
         raise SystemExit(f"{file} is missing; the benchmark reads GLUE's training files there")
@@ -96,7 +97,7 @@ def model_dir() -> Path:
 def make_model(framework: str, seed: int = 0):
     torch.manual_seed(seed)
     if framework == "minitf":
-        from minitf.model import BertForSequenceClassification
+        from minitf.model.bert import BertForSequenceClassification
         return BertForSequenceClassification.from_pretrained(
             model_dir(), num_labels=2, allow_missing_head=True)
     import transformers
@@ -114,7 +115,7 @@ LORA_LAYERS = {"lora": None, "lora-top2": [4, 5], "lora-top2-cache": [4, 5]}
 def minitf_plan(model, mode: str):
     """Freeze (or add adapters to) a minitf classifier for a benchmark mode; its FreezePlan."""
     if mode.startswith("lora"):
-        from minitf.lora import add_lora, lora_spec
+        from minitf.model.lora import add_lora, lora_spec
         layers = LORA_LAYERS[mode]
         return add_lora(model, lora_spec(model.config.num_hidden_layers, 8, 16, 0.1,
                                          layers=layers and f"{layers[0]}-{layers[-1]}"))

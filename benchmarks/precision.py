@@ -11,7 +11,7 @@ of a fine-tuned classifier, and training-step speed, for fp32 / bf16 / int8.
 
 Inference: the held-out rows (the last 2,000 of GLUE's SST-2 train.tsv, never trained on; the
 GLUE dev split is not in shared/), length-sorted batches of 64, each precision as
-minitf.precision.apply_precision makes it, interleaved repeats. Training: full fine-tuning
+minitf.model.precision.apply_precision makes it, interleaved repeats. Training: full fine-tuning
 steps (batch 32, AdamW) of MiniLM in fp32 and under bf16 autocast on the same batches.
 Writes benchmarks/results/precision-<date>-cpu.md.
 """
@@ -40,7 +40,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.encoder import sorted_batches  # noqa: E402
 from minitf import BertForSequenceClassification, Tokenizer  # noqa: E402
-from minitf.precision import apply_precision, resolve_precision  # noqa: E402
+from minitf.model.precision import apply_precision, resolve_precision  # noqa: E402
 
 FORMS = {  # row name → (precision given to apply_precision, extra autocast for the other form)
     "fp32": ("fp32", False),

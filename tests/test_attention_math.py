@@ -3,7 +3,7 @@
 The last tests recompute the worked example printed in docs/attention.md and check that every
 code pointer in that document still names a real function, so the document cannot drift.
 
-Shapes follow minitf/attention.py: q, k, v are (B, H, N, D); key_padding_mask is (B, N) with
+Shapes follow minitf/model/attention.py: q, k, v are (B, H, N, D); key_padding_mask is (B, N) with
 True = a real token (attend to it) and False = padding.
 """
 
@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from minitf.attention import (
+from minitf.model.attention import (
     Packing,
     attention_weights,
     get_attention,
     reference_attention,
     sdpa_attention,
 )
-from minitf.config import BertConfig
-from minitf.model import BertModel, BertSelfAttention
+from minitf.model.bert import BertModel, BertSelfAttention
+from minitf.model.config import BertConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "attention.md"
@@ -300,7 +300,7 @@ def tensor(value: object) -> torch.Tensor:
 
 
 def worked_example() -> dict[str, torch.Tensor]:
-    """Every intermediate of the worked example, computed by minitf/attention.py."""
+    """Every intermediate of the worked example, computed by minitf/model/attention.py."""
     given = doc_block("worked-example")
     q, k, v = (tensor(given[name])[None, None] for name in ("Q", "K", "V"))  # (1, 1, N, d_k)
     keep = torch.tensor(given["mask"], dtype=torch.bool)[None]                # (1, N)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from ft_fakes import FakeTokenizer, toy_rows
 
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.train import data as D
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

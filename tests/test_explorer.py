@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from minitf import model as M
-from minitf.attention import attention_weights
 from minitf.cli import main
-from minitf.config import BertConfig
-from minitf.model import BertForSequenceClassification, BertModel
+from minitf.model.attention import attention_weights
+from minitf.model.bert import BertForSequenceClassification, BertModel
+from minitf.model.bert import bert as M
+from minitf.model.config import BertConfig
 from minitf.paths import packaged_model_dir
 from minitf.study import explorer as E
 from minitf.study.heatmaps import attention_maps
@@ -69,7 +69,7 @@ def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def masked_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not hasattr(M, "BertForMaskedLM"):
-        pytest.skip("minitf.model has no BertForMaskedLM yet")
+        pytest.skip("minitf.model.bert has no BertForMaskedLM yet")
     torch.manual_seed(2)
     return save_tiny(tmp_path_factory.mktemp("tiny-mlm"), M.BertForMaskedLM(tiny_config()))
 
@@ -111,7 +111,7 @@ def test_model_kinds_come_from_architectures_or_tensor_names(encoder_dir: Path,
 def test_a_classifier_page_carries_its_prediction(classifier_dir: Path) -> None:
     data = E.explore(classifier_dir, TEXT, PAIR)
     model = BertForSequenceClassification.from_pretrained(classifier_dir).eval()
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizers.wordpiece import Tokenizer
     batch = Tokenizer.from_pretrained(classifier_dir)([TEXT], [PAIR])
     with torch.no_grad():
         probs = model(**batch).logits.softmax(-1)[0].tolist()
@@ -122,7 +122,7 @@ def test_a_classifier_page_carries_its_prediction(classifier_dir: Path) -> None:
 
 
 def test_a_masked_lm_page_carries_the_fill_mask_predictions(masked_lm_dir: Path) -> None:
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizers.wordpiece import Tokenizer
 
     text = "The cat [MASK] on the [MASK]."
     data = E.explore(masked_lm_dir, text)
@@ -144,13 +144,13 @@ def test_a_masked_lm_page_carries_the_fill_mask_predictions(masked_lm_dir: Path)
 
 
 def test_a_sentencepiece_model_page(tmp_path: Path) -> None:
-    training = pytest.importorskip("minitf.tokenizer_training")
+    training = pytest.importorskip("minitf.tokenizers.training")
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"the cat sat on mat number {i} and the dog ran." for i in
                                 range(300)) + "\n我喜欢猫。\n", encoding="utf-8")
     directory = tmp_path / "spm-model"
     training.train_sentencepiece([corpus], directory, vocab_size=60, model_type="bpe")
-    from minitf.tokenizer import load_tokenizer
+    from minitf.tokenizers.wordpiece import load_tokenizer
     tokenizer = load_tokenizer(directory)
     torch.manual_seed(3)
     BertModel(tiny_config(vocab_size=tokenizer.vocab_size)).save_pretrained(directory)

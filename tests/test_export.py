@@ -9,7 +9,7 @@ import torch
 
 from minitf import BertConfig, BertForSequenceClassification, BertModel, MinitfError
 from minitf.cli import main as cli_main
-from minitf.export import export_onnx
+from minitf.tasks.export import export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,10 +10,11 @@ import torch
 from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows, write_csv
 from safetensors.torch import load_file
 
-from minitf import cli, inference
+from minitf import cli
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification
+from minitf.model.bert import BertForSequenceClassification
 from minitf.recipes import finetune as FT
+from minitf.tasks import classify as inference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

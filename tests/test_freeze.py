@@ -5,17 +5,11 @@ import torch
 import torch.nn.functional as F
 from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows
 
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification, num_parameters
-from minitf.train import data as D
-from minitf.train.freeze import (
-    PrefixCache,
-    classifier_logits,
-    freeze,
-    parse_policy,
-    prefix_hidden,
-    train_mode,
-)
+from minitf.model.bert import BertForSequenceClassification, num_parameters
+from minitf.model.freeze import classifier_logits, freeze, parse_policy, train_mode
+from minitf.train.freeze import PrefixCache
 from minitf.train.optim import build_optimizer
 
 POLICIES = ["none", "embeddings", "layers:1", "layers:2", "all-but-head"]
@@ -85,7 +79,7 @@ def test_cls_only_last_layer_matches_the_full_layer(setup):
     model, data = setup
     model.eval()
     batch = data.collate([1, 2, 3, 40])
-    x = prefix_hidden(model, batch, 1)
+    x = model.hidden_states(batch["input_ids"], batch["attention_mask"], layers=1)
     mask = batch["attention_mask"]
     encoder = model.bert.encoder
     full, _ = encoder(x, mask, start=1)
@@ -113,7 +107,8 @@ def test_cache_stores_unpadded_prefix_outputs(setup):
     hidden, mask = cache.collate([7, 3])
     model.eval()
     with torch.no_grad():
-        direct = prefix_hidden(model, data.collate([7, 3]), 1)
+        batch = data.collate([7, 3])
+        direct = model.hidden_states(batch["input_ids"], batch["attention_mask"], layers=1)
     real = mask.bool()
     torch.testing.assert_close(hidden[real], direct[real], rtol=1e-5, atol=1e-6)
     assert PrefixCache(model, data, 2).hidden.shape == (64, 32)  # all frozen: [CLS] only

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from fuzzing import Case, fuzz, mutate_json
 
-from minitf.config import BertConfig
-from minitf.model import BertForSequenceClassification
+from minitf.model.bert import BertForSequenceClassification
+from minitf.model.config import BertConfig
+from minitf.model.weights import resolve_dtype
 from minitf.paths import packaged_model_dir
-from minitf.weights import resolve_dtype
 
 TINY = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=16, max_position_embeddings=16,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from fuzzing import HOSTILE_BYTES, Case, fuzz, hostile_value, mutate_bytes
 
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.train import data as D
 
 HERE = Path(__file__).resolve()
 SHARED = [p / "shared" / "data" for p in (HERE.parents[2], HERE.parents[3])]

@@ -12,9 +12,9 @@ from pathlib import Path
 from fuzzing import Case, fuzz, mutate_bytes, mutate_json
 
 from minitf.paths import packaged_model_dir
-from minitf.tokenizer import Tokenizer, load_tokenizer
-from minitf.tokenizer_base import BaseTokenizer
-from minitf.tokenizer_training import train_sentencepiece
+from minitf.tokenizers.base import BaseTokenizer
+from minitf.tokenizers.training import train_sentencepiece
+from minitf.tokenizers.wordpiece import Tokenizer, load_tokenizer
 
 SETTINGS = ("tokenizer_config.json", "special_tokens_map.json")
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -14,10 +14,10 @@ import torch
 from fuzzing import Case, fuzz, hostile_value, mutate_bytes, mutate_json
 from safetensors.torch import load_file
 
-from minitf.config import BertConfig
-from minitf.model import BertForMaskedLM, BertForSequenceClassification, BertModel
+from minitf.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
+from minitf.model.config import BertConfig
+from minitf.model.weights import INDEX_FILE, WEIGHTS_FILE, normalise_names
 from minitf.paths import packaged_model_dir
-from minitf.weights import INDEX_FILE, WEIGHTS_FILE, normalise_names
 
 TINY = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                   intermediate_size=16, max_position_embeddings=16)

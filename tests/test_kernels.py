@@ -1,4 +1,5 @@
-"""The fused Triton attention kernel (minitf/kernels/) against minitf.attention.reference_attention.
+"""The fused Triton attention kernel (minitf/kernels/) against reference_attention
+(minitf.model.attention).
 
 Without a GPU these run in Triton's CPU interpreter (tests/conftest.py sets TRITON_INTERPRET=1);
 with CUDA the same small cases run compiled on the GPU, and the `gpu`-marked tests add real
@@ -24,9 +25,9 @@ import torch
 
 import minitf.kernels as kernels
 import minitf.kernels.flash_attention as fa
-from minitf.attention import get_attention, reference_attention
 from minitf.errors import MinitfError
 from minitf.kernels.config import interpreting
+from minitf.model.attention import get_attention, reference_attention
 
 DEVICE = "cpu" if interpreting() else "cuda"
 LOW_PRECISION_SLACK = {torch.float16: 2.0**-14, torch.bfloat16: 2.0**-11, torch.float32: 1e-6}

@@ -10,18 +10,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from ft_fakes import FakeTokenizer, tiny_model_dir, toy_rows
 
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.lora import LoRALinear, add_lora, lora_modules, lora_spec, merge_lora, spec_of
-from minitf.model import BertForSequenceClassification
+from minitf.model.bert import BertForSequenceClassification
+from minitf.model.freeze import classifier_logits, train_mode
+from minitf.model.lora import LoRALinear, add_lora, lora_modules, lora_spec, merge_lora, spec_of
 from minitf.paths import packaged_model_dir
-from minitf.peft_format import (
+from minitf.tasks.peft_format import (
     CONFIG_FILE,
     load_adapted_classifier,
     load_peft_adapter,
     save_peft_adapter,
 )
-from minitf.train import data as D
-from minitf.train.freeze import PrefixCache, classifier_logits, train_mode
+from minitf.train.freeze import PrefixCache
 from minitf.train.optim import build_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -218,7 +219,7 @@ def test_unsupported_peft_options_are_named(base_dir, tmp_path, change, message)
 def test_real_minilm_adapters_round_trip_with_peft(tmp_path):
     """all-MiniLM-L6-v2 with PEFT LoRA on every linear of layers 3-5: PEFT → minitf and
     minitf → PEFT give PEFT's logits on real sentences."""
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizers.wordpiece import Tokenizer
     base = packaged_model_dir()
     batch = Tokenizer.from_pretrained(base)(["a gripping, beautiful film", "dull and too long",
                                              "it was fine, I suppose"])

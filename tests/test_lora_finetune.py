@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 
 from minitf import cli
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification
-from minitf.peft_format import ADAPTER_DIR, load_peft_adapter
+from minitf.model.bert import BertForSequenceClassification
 from minitf.recipes import finetune as FT
+from minitf.tasks.peft_format import ADAPTER_DIR, load_peft_adapter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 peft = pytest.importorskip("peft")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minitf import BertForMaskedLM, BertForSequenceClassification, BertModel, MinitfError
-from minitf.config import BertConfig
+from minitf.model.config import BertConfig
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")

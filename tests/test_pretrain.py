@@ -45,7 +45,7 @@ def test_max_steps_0_writes_the_initialised_model_that_transformers_loads(files,
     # ~ln(vocab) at initialisation: an untrained model
     assert result.final["loss"] == pytest.approx(torch.log(torch.tensor(30.0)).item(), abs=0.5)
     theirs = transformers.AutoModelForMaskedLM.from_pretrained(out).eval()
-    from minitf.model import BertForMaskedLM
+    from minitf.model.bert import BertForMaskedLM
     ours = BertForMaskedLM.from_pretrained(out).eval()
     ids = torch.tensor([[2, 10, 11, 4, 12, 3]])
     with torch.no_grad():

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fake_prepare_zh(root):
-    from minitf.corpora import ZhFiles
+    from minitf.data.corpora import ZhFiles
 
     def prepare(folder, seed=0):
         rng = random.Random(seed)
@@ -34,10 +34,10 @@ def fake_prepare_zh(root):
 
 def test_demo_zh_runs_end_to_end(tmp_path, monkeypatch, capsys):
     pytest.importorskip("sentencepiece")
-    import minitf.corpora
+    import minitf.data.corpora
     from minitf.recipes.demo_zh import DemoZhConfig, demo_zh
 
-    monkeypatch.setattr(minitf.corpora, "prepare_zh", fake_prepare_zh(tmp_path))
+    monkeypatch.setattr(minitf.data.corpora, "prepare_zh", fake_prepare_zh(tmp_path))
     rows = demo_zh(DemoZhConfig(
         output=str(tmp_path / "demo"), pretrain_minutes=0.2, config="tiny", vocab_size=40,
         pretrain_batch_size=8, pretrain_max_length=16, pretrain_eval_blocks=8,

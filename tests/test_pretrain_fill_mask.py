@@ -9,8 +9,8 @@ from pretrain_fakes import char_tokenizer, tiny_corpus
 
 from minitf.cli import main
 from minitf.errors import MinitfError
-from minitf.fill_mask import FillMask
 from minitf.recipes.pretrain import PretrainConfig, pretrain
+from minitf.tasks.fill_mask import FillMask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from minitf.errors import MinitfError
-from minitf.train.mlm import (
+from minitf.data.mlm import (
     IGNORE_INDEX,
     TRAIN,
     VALIDATION,
@@ -16,6 +15,7 @@ from minitf.train.mlm import (
     pack_blocks,
     read_documents,
 )
+from minitf.errors import MinitfError
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIAL = (PAD, UNK, CLS, SEP, MASK)

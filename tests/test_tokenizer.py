@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from minitf.errors import MinitfError
-from minitf.tokenizer import Tokenizer
+from minitf.tokenizers.wordpiece import Tokenizer
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
@@ -106,7 +106,8 @@ def reference_words(normalizer, pre_tokenizer, text: str) -> list[str]:
 @pytest.mark.parametrize("lower", [True, False], ids=["uncased", "cased"])
 def test_every_code_point_is_normalised_and_split_like_the_reference(lower):
     """Each character between two letters, "x{c}y", gives the reference's words. This pins the
-    Unicode tables in minitf/tokenizer.py: deletion, whitespace, CJK, accents, case, punctuation.
+    Unicode tables in minitf/tokenizers/wordpiece.py: deletion, whitespace, CJK, accents, case,
+    punctuation.
 
     Checked: all of planes 0-3 and 14 (everything Unicode has assigned so far), planes 15-16
     (private use, deleted) when uncased, and every 97th code point of the empty planes 4-13.

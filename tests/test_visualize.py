@@ -13,8 +13,8 @@ import torch
 pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
 
 from minitf.cli import main  # noqa: E402
-from minitf.config import BertConfig  # noqa: E402
-from minitf.model import BertModel  # noqa: E402
+from minitf.model.bert import BertModel  # noqa: E402
+from minitf.model.config import BertConfig  # noqa: E402
 from minitf.paths import packaged_model_dir  # noqa: E402
 from minitf.study import heatmaps as visualize  # noqa: E402
 from minitf.study.heatmaps import (  # noqa: E402
@@ -172,7 +172,7 @@ def test_draw_attention_checks_the_number_of_labels() -> None:
 
 @needs_minilm
 def test_unknown_tokens_are_labelled_with_the_word_they_replace() -> None:
-    from minitf.tokenizer import Tokenizer
+    from minitf.tokenizers.wordpiece import Tokenizer
 
     tokenizer = Tokenizer.from_pretrained(MINILM)
     batch = tokenizer(["我喜欢猫。"], ["I like cats."])

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from minitf import BertForSequenceClassification, BertModel, MinitfError
-from minitf import weights as weights_module
+from minitf.model import weights as weights_module
 
 transformers = pytest.importorskip("transformers")
 

@@ -7,12 +7,11 @@ from typing import Any
 
 import torch
 
-from minitf import inference
-from minitf.attention import BACKENDS
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.precision import INFERENCE_PRECISIONS, apply_precision
-from minitf.train import data as D
-from minitf.train.step import pick_device
+from minitf.model.attention import BACKENDS
+from minitf.model.precision import INFERENCE_PRECISIONS, apply_precision, pick_device
+from minitf.tasks import classify as inference
 
 
 def add_backend_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -23,7 +22,7 @@ def add_backend_argument(parser: argparse.ArgumentParser, default: str = "auto")
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=INFERENCE_PRECISIONS,
                         help="fp32 exact; bf16/int8 faster on some CPUs; auto: see "
-                        "minitf/precision.py (default: %(default)s)")
+                        "minitf/model/precision.py (default: %(default)s)")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from minitf import inference
 from minitf.cli.common import add_backend_argument, add_precision_argument
-from minitf.model import BertModel
+from minitf.model.bert import BertModel
+from minitf.model.precision import apply_precision, pick_device
 from minitf.paths import DEFAULT_MODEL, resolve_model_dir
-from minitf.precision import apply_precision
-from minitf.train.step import pick_device
+from minitf.tasks import classify as inference
 
 EXAMPLES = [
     "A man is playing a guitar.",

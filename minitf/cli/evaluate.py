@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from minitf import inference
 from minitf.cli.common import add_data_arguments, load_classifier, read_file
-from minitf.train import data as D
-from minitf.train.metrics import format_report
+from minitf.data import examples as D
+from minitf.tasks import classify as inference
+from minitf.tasks.metrics import format_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

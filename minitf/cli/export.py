@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from minitf.export import FORMATS, OPSET, export_onnx, load_for_export, output_names
+from minitf.tasks.export import FORMATS, OPSET, export_onnx, load_for_export, output_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

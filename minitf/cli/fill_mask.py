@@ -6,8 +6,8 @@ import argparse
 import json
 from dataclasses import asdict
 
-from minitf.attention import BACKENDS
-from minitf.fill_mask import FillMask
+from minitf.model.attention import BACKENDS
+from minitf.tasks.fill_mask import FillMask
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

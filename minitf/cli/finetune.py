@@ -10,10 +10,10 @@ import sys
 from dataclasses import fields
 
 from minitf.cli.common import add_backend_argument
-from minitf.lora import TARGETS
+from minitf.data import examples as D
+from minitf.model.freeze import POLICIES
+from minitf.model.lora import TARGETS
 from minitf.recipes.finetune import SELECT_METRICS, FinetuneConfig, finetune
-from minitf.train import data as D
-from minitf.train.freeze import POLICIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-train-samples", type=int, help="train on a seeded subset")
     add_data_arguments(parser.add_argument_group("data columns and format"), d)
     add_recipe_arguments(parser.add_argument_group("the recipe"), d)
-    add_lora_arguments(parser.add_argument_group("LoRA adapters (minitf/lora.py)"), d)
+    add_lora_arguments(parser.add_argument_group("LoRA adapters (minitf/model/lora.py)"), d)
     add_run_arguments(parser.add_argument_group("running"), d)
 
 

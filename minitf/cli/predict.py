@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from minitf import inference
 from minitf.cli.common import add_data_arguments, load_classifier, read_file
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.train import data as D
+from minitf.tasks import classify as inference
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

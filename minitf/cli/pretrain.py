@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from minitf.attention import BACKENDS
+from minitf.model.attention import BACKENDS
 from minitf.recipes.pretrain import SHAPES, PretrainConfig, pretrain
 
 

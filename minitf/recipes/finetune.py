@@ -5,8 +5,8 @@ The recipe of the BERT paper (Devlin et al., 2019, §4 and appendix A.3), top to
     1. data      read, map labels to ids (or numbers, --regression), hold out validation (and
                  test) rows, tokenize once
     2. model     BertForSequenceClassification = pre-trained encoder + a fresh linear head;
-                 optionally freeze a prefix (minitf/train/freeze.py) and cache its outputs,
-                 or train LoRA adapters instead (--lora, minitf/lora.py; cached below them)
+                 optionally freeze a prefix (minitf/model/freeze.py) and cache its outputs,
+                 or train LoRA adapters instead (--lora, minitf/model/lora.py; cached below them)
     3. optimizer AdamW, weight decay 0.01 except on biases and LayerNorm weights
     4. schedule  linear warmup over the first 10% of steps, then linear decay to 0
     5. loop      length-bucketed batches, cross-entropy (MSE for regression), clipping at 1.0
@@ -35,21 +35,23 @@ from typing import Any
 
 import torch
 
-from minitf import inference
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.lora import lora_modules
-from minitf.model import BertForSequenceClassification, num_parameters
+from minitf.model.bert import BertForSequenceClassification, num_parameters
+from minitf.model.freeze import FreezePlan, classifier_logits, freeze, train_mode
+from minitf.model.lora import lora_modules
+from minitf.model.precision import pick_device
 from minitf.paths import DEFAULT_MODEL, resolve_model_dir
-from minitf.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
-from minitf.train import data as D
+from minitf.tasks import classify as inference
+from minitf.tasks.metrics import format_report, majority_baseline, mean_baseline
+from minitf.tasks.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
 from minitf.train import distributed
 from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
-from minitf.train.freeze import FreezePlan, PrefixCache, classifier_logits, freeze, train_mode
+from minitf.train.freeze import PrefixCache
 from minitf.train.loop import Schedule, Task, Trainer
-from minitf.train.metrics import format_report, majority_baseline, mean_baseline
 from minitf.train.optim import build_optimizer, linear_schedule
 from minitf.train.progress import Progress
-from minitf.train.step import TrainStep, pick_device
+from minitf.train.step import TrainStep
 
 # Settings that must match for --resume to continue the same run.
 RESUME_KEYS = ("train", "validation", "validation_fraction", "test_fraction", "max_train_samples",
@@ -86,10 +88,10 @@ class FinetuneConfig:
     max_length: int = 128
     freeze: str = "none"
     cache: bool = True
-    lora: int = 0                       # LoRA rank; 0: no adapters (minitf/lora.py)
+    lora: int = 0                       # LoRA rank; 0: no adapters (minitf/model/lora.py)
     lora_alpha: float | None = None     # default 2 × rank
     lora_dropout: float = 0.1
-    lora_targets: str = "query,value"   # or all-linear, or any of minitf.lora.TARGETS
+    lora_targets: str = "query,value"   # or all-linear, or any of minitf.model.lora.TARGETS
     lora_layers: str = "all"            # e.g. 4-5: the layers below are frozen and cached
     adapter: str | None = None          # a PEFT LoRA adapter directory to continue training
     seed: int = 0

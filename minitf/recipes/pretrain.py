@@ -3,7 +3,7 @@
 The recipe (Devlin et al., 2019, §3.1 and appendix A.2; RoBERTa's packing), top to bottom:
 
     1. data      read the --train files (one document per line, or a CSV/TSV/JSONL text
-                 column), tokenize, pack into full --max-length blocks (minitf/train/mlm.py);
+                 column), tokenize, pack into full --max-length blocks (minitf/data/mlm.py);
                  validation: --validation, else a seeded share of the documents held out
     2. model     from scratch: BertForMaskedLM of a --config shape (Google's small BERTs)
                  with the --tokenizer's vocabulary; or --model DIR to continue pre-training
@@ -40,16 +40,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from minitf.config import BertConfig
+from minitf.data import mlm
 from minitf.errors import MinitfError
-from minitf.model import BertForMaskedLM, num_parameters
-from minitf.train import distributed, mlm
+from minitf.model.bert import BertForMaskedLM, num_parameters
+from minitf.model.config import BertConfig
+from minitf.model.precision import pick_device
+from minitf.train import distributed
 from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
 from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.optim import build_optimizer, linear_schedule
 from minitf.train.plots import plot_pretraining
 from minitf.train.progress import Progress
-from minitf.train.step import TrainStep, pick_device
+from minitf.train.step import TrainStep
 
 # Google's small BERTs (Turc et al., 2019): layers, hidden, heads; intermediate = 4 × hidden.
 SHAPES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8)}
@@ -133,7 +135,7 @@ def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None
                              ) -> tuple[BertForMaskedLM, Any, str]:
     """(model, tokenizer, where the tokenizer came from): from scratch or from --model."""
     from minitf.paths import resolve_model_dir
-    from minitf.tokenizer import load_tokenizer
+    from minitf.tokenizers.wordpiece import load_tokenizer
 
     if (cfg.model is None) == (cfg.tokenizer is None) and cfg.model is None:
         raise MinitfError("give --tokenizer DIR (and --config) to pre-train from scratch, or "

@@ -10,12 +10,13 @@ weighted sum of v, with the model's numbers and links to docs/attention.md). Not
 from anywhere: no URL, no font file, no library; it opens from disk with the network off.
 
 What the page receives is the model's own Q, K and V, per layer and head, captured by forward
-hooks on each layer's `query`, `key` and `value` projections (minitf/model.py::BertSelfAttention)
-while the model runs on the text. Q and K travel as float32 (the softmax needs every bit of the
-scores), V as float16 (it is only shown and averaged), each zlib-compressed and base64-encoded;
-the page inflates them with the browser's DecompressionStream. The page then works out
-softmax(q·k / √d_k + mask) in front of the student, in float64; tests/test_explorer.py checks
-in a real browser that what it shows equals `model(..., output_attentions=True).attentions`.
+hooks on each layer's `query`, `key` and `value` projections
+(minitf/model/bert.py::BertSelfAttention) while the model runs on the text. Q and K travel as
+float32 (the softmax needs every bit of the scores), V as float16 (it is only shown and
+averaged), each zlib-compressed and base64-encoded; the page inflates them with the browser's
+DecompressionStream. The page then works out softmax(q·k / √d_k + mask) in front of the student,
+in float64; tests/test_explorer.py checks in a real browser that what it shows equals
+`model(..., output_attentions=True).attentions`.
 
 Which model: a base encoder (BertModel), a fine-tuned classifier (the page shows its predicted
 label and probabilities) or a masked-LM (it shows the top predictions at every [MASK]), told
@@ -113,7 +114,7 @@ def _tensor_names(directory: Path) -> list[str]:
 
 def load_model(directory: Path) -> tuple[nn.Module, str]:
     """The model of `directory` as its kind's minitf class, in eval mode, reference attention."""
-    from minitf import model as M
+    from minitf.model.bert import bert as M
     kind = model_kind(directory)
     if kind == "classifier":
         model = M.BertForSequenceClassification.from_pretrained(directory,
@@ -138,7 +139,7 @@ def capture_qkv(model: nn.Module, batch: dict[str, torch.Tensor]
     Forward hooks on every BertSelfAttention's query / key / value projections record their
     outputs (1, N, C); splitting C into H heads of D is the view the model itself does.
     """
-    from minitf.model import BertSelfAttention
+    from minitf.model.bert import BertSelfAttention
     layers = [m for m in model.modules() if isinstance(m, BertSelfAttention)]
     if not layers:
         raise MinitfError(f"{type(model).__name__} has no BertSelfAttention layers to look at")
@@ -189,7 +190,7 @@ def explore(model: str | Path, text: str, pair: str | None = None, max_length: i
 
     `pad_to` appends [PAD] tokens up to that length, so that the mask has something to do.
     """
-    from minitf.tokenizer import load_tokenizer
+    from minitf.tokenizers.wordpiece import load_tokenizer
 
     directory = resolve_model_dir(model)
     if not text.strip():

@@ -38,8 +38,8 @@ from minitf.paths import resolve_model_dir
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from minitf.model import BertModel
-    from minitf.tokenizer import Tokenizer
+    from minitf.model.bert import BertModel
+    from minitf.tokenizers.wordpiece import Tokenizer
 
 BASE_FONT = "DejaVu Sans"  # matplotlib's default font: Latin, Greek, Cyrillic, symbols
 # Fonts with CJK glyphs, tried first (in this order) when a label needs characters BASE_FONT
@@ -78,8 +78,8 @@ def attention_maps(model: str | Path | BertModel, text: str, pair: str | None = 
 
     `model` is a loaded BertModel (then pass its `tokenizer`) or a model directory / name.
     """
-    from minitf.model import BertModel
-    from minitf.tokenizer import load_tokenizer
+    from minitf.model.bert import BertModel
+    from minitf.tokenizers.wordpiece import load_tokenizer
 
     if not isinstance(model, BertModel):
         directory = resolve_model_dir(model)

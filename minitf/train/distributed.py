@@ -49,10 +49,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from minitf.data.examples import Encoded
 from minitf.errors import MinitfError
-from minitf.model import classification_loss
+from minitf.model.bert import classification_loss
 from minitf.train.checkpoint import rng_state, set_rng_state
-from minitf.train.data import Encoded
 
 
 @dataclass

@@ -21,8 +21,7 @@ from typing import Any
 
 import torch
 
-from minitf.errors import MinitfError
-from minitf.precision import TRAINING_PRECISIONS, resolve_precision
+from minitf.model.precision import TRAINING_PRECISIONS, resolve_precision
 
 PRECISIONS = TRAINING_PRECISIONS
 
@@ -92,22 +91,9 @@ class TrainStep:
             self.scaler.load_state_dict(state["scaler"])
 
 
-def pick_device(name: str) -> torch.device:
-    """"auto": the GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MinitfError(f"--device {name}: no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise MinitfError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N"
-                          ) from None
-
-
 def autocast_settings(precision: str, device: torch.device) -> dict[str, Any]:
     """Keyword arguments of torch.autocast (`enabled`, `dtype`) for --precision on `device`,
-    as minitf.precision.resolve_precision decides it for training (auto: bf16 where the GPU
+    as minitf.model.precision.resolve_precision decides it for training (auto: bf16 where the GPU
     supports it, else fp16; fp32 on CPU)."""
     name = resolve_precision(precision, device, training=True)
     return {"enabled": name in ("bf16", "fp16"),

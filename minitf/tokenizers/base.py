@@ -1,5 +1,5 @@
-"""What every minitf tokenizer shares, whatever splits its words: WordPiece (minitf/tokenizer.py)
-or SentencePiece (minitf/sentencepiece_tokenizer.py).
+"""What every minitf tokenizer shares, whatever splits its words: WordPiece
+(minitf/tokenizers/wordpiece.py) or SentencePiece (minitf/tokenizers/sentencepiece.py).
 
     ids = tok._ids(text)            special tokens written in the text cut out first, the rest
                                     handed to the subclass's `_text_ids`
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from minitf.errors import MinitfError
-from minitf.unicode_tables import NEW_LOWERCASE
+from minitf.tokenizers.unicode_tables import NEW_LOWERCASE
 
 WORD_CACHE_SIZE = 1 << 17  # distinct words remembered before the cache starts over
 SPECIAL_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")

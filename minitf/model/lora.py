@@ -11,7 +11,7 @@ below the lowest adapted one are a frozen prefix, the FreezePlan it returns lets
 minitf/train/freeze.py cache them exactly as `--freeze layers:N` does. `merge_lora` folds
 (alpha / r) · B A into W and gives back plain nn.Linear modules, so save_pretrained writes an
 ordinary Hugging Face directory. Adapters are read and written in PEFT's format by
-minitf/peft_format.py.
+minitf/tasks/peft_format.py.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification
-from minitf.train.freeze import FreezePlan
+from minitf.model.bert import BertForSequenceClassification
+from minitf.model.freeze import FreezePlan
 
 # --lora-targets names → module paths inside a BertLayer (Hugging Face's names).
 TARGETS = {

@@ -29,9 +29,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from minitf.config import BertConfig
 from minitf.errors import MinitfError
-from minitf.lora import (
+from minitf.model.bert import BertForSequenceClassification
+from minitf.model.config import BertConfig
+from minitf.model.freeze import FreezePlan
+from minitf.model.lora import (
     TARGETS,
     TRAINED_IN_FULL,
     LoRASpec,
@@ -40,10 +42,8 @@ from minitf.lora import (
     merge_lora,
     spec_of,
 )
-from minitf.model import BertForSequenceClassification
+from minitf.model.weights import atomic_directory
 from minitf.train.checkpoint import model_files
-from minitf.train.freeze import FreezePlan
-from minitf.weights import atomic_directory
 
 ADAPTER_DIR = "adapter"  # fine-tuning's best/adapter and last/adapter
 CONFIG_FILE = "adapter_config.json"

@@ -3,7 +3,7 @@
     result = train_sentencepiece(["reviews.txt"], "tok/", vocab_size=8000)
     tok = load_tokenizer("tok/")      # minitf; transformers' AutoTokenizer loads it too
 
-Input: plain text, one document per line, or CSV/TSV/JSONL (read by minitf.train.data, the
+Input: plain text, one document per line, or CSV/TSV/JSONL (read by minitf.data.examples, the
 text column given or guessed). The corpus is prenormalised exactly as the tokenizer will see
 text (quotes, optional lower-casing / accent stripping), then SentencePiece learns the pieces.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from minitf.errors import MinitfError
-from minitf.sentencepiece_tokenizer import (
+from minitf.tokenizers.sentencepiece import (
     MODEL_FILE,
     SPECIAL_IDS,
     SentencePieceTokenizer,
@@ -128,7 +128,7 @@ def _lines(path: Path, encoding_errors: str) -> list[str]:
 
 def _table_texts(path: Path, text_column: str | None, encoding_errors: str,
                  skip_bad_rows: bool) -> list[str]:
-    from minitf.train.data import read_examples
+    from minitf.data.examples import read_examples
 
     examples = read_examples(path, text_column, require_labels=False,
                              encoding_errors=encoding_errors, skip_bad_rows=skip_bad_rows)

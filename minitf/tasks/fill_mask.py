@@ -35,9 +35,9 @@ class FillMask:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, attn_backend: str = "auto") -> FillMask:
-        from minitf.model import BertForMaskedLM
+        from minitf.model.bert import BertForMaskedLM
         from minitf.paths import resolve_model_dir
-        from minitf.tokenizer import load_tokenizer
+        from minitf.tokenizers.wordpiece import load_tokenizer
 
         directory = resolve_model_dir(directory)
         return cls(BertForMaskedLM.from_pretrained(directory, attn_backend=attn_backend),

@@ -4,7 +4,7 @@
     tok = SentencePieceTokenizer.from_pretrained("path/to/dir")   # holds spiece.model
     batch = tok(["今天天气很好", "I love it"], max_length=128)       # same interface as Tokenizer
 
-The `sentencepiece` package trains the model (minitf/tokenizer_training.py) and applies its
+The `sentencepiece` package trains the model (minitf/tokenizers/training.py) and applies its
 character normalisation; the segmentation itself is done here, because the reference is not
 `SentencePieceProcessor.encode` but transformers 5's AlbertTokenizer, which rebuilds the model in
 Hugging Face's Rust `tokenizers`. The steps, in the reference's order:
@@ -38,8 +38,7 @@ import sentencepiece as spm
 
 from minitf.errors import MinitfError
 from minitf.paths import resolve_model_dir
-from minitf.spm_charsmap import Charsmap
-from minitf.tokenizer_base import (
+from minitf.tokenizers.base import (
     BaseTokenizer,
     lower_char,
     read_settings,
@@ -47,7 +46,8 @@ from minitf.tokenizer_base import (
     settings_specials,
     write_settings,
 )
-from minitf.unicode_tables import STRIP_ACCENTS_DROP, STRIP_ACCENTS_KEEP
+from minitf.tokenizers.charsmap import Charsmap
+from minitf.tokenizers.unicode_tables import STRIP_ACCENTS_DROP, STRIP_ACCENTS_KEEP
 
 MODEL_FILE = "spiece.model"
 # BERT's special tokens at fixed ids in every model minitf trains (see tokenizer_training.py).

@@ -3,7 +3,7 @@
 The reference classifies characters with the Rust `unicode_categories` crate, whose tables are
 from Unicode 8.0, while Python's `unicodedata` follows the interpreter (Unicode 14 on Python
 3.11). These tables spell out the reference's classes as code-point ranges (hex, "A-B" or "A"),
-so that minitf/tokenizer.py splits every character exactly as the reference does.
+so that minitf/tokenizers/wordpiece.py splits every character exactly as the reference does.
 tests/test_tokenizer.py checks every assigned code point against the reference.
 """
 
@@ -82,7 +82,7 @@ NEW_LOWERCASE = {
 # normalisation tables keep it whole.
 NFD_KEEP = "\U00011938"
 
-# For SentencePiece tokenizers with keep_accents=False (minitf/sentencepiece_tokenizer.py), whose
+# For SentencePiece tokenizers with keep_accents=False (minitf/tokenizers/sentencepiece.py), whose
 # reference is NFKD then StripAccents (drop General_Category=Mark) with older Unicode tables than
 # Python 3.11's. The reference leaves these characters as they are, where Python decomposes them
 # (compatibility decompositions new in Unicode 13-14) or drops them (marks new in Unicode 11-14):

@@ -4,8 +4,8 @@
     batch = tok(["I love it!", "Ångström"], max_length=128) # input_ids, attention_mask, ...
     tok = load_tokenizer("path/to/model")   # WordPiece or SentencePiece, from the files present
 
-Batching, pairs, truncation and padding live in minitf/tokenizer_base.py, shared with the
-SentencePiece tokenizer (minitf/sentencepiece_tokenizer.py); this module is the WordPiece part.
+Batching, pairs, truncation and padding live in minitf/tokenizers/base.py, shared with the
+SentencePiece tokenizer (minitf/tokenizers/sentencepiece.py); this module is the WordPiece part.
 
 Text becomes ids in four steps, in the same order as the reference:
 
@@ -18,7 +18,7 @@ Text becomes ids in four steps, in the same order as the reference:
 4. WordPiece: each word is split greedily into the longest vocabulary entries, continuation
    pieces spelled "##piece". A word with an unmatchable part, or over 100 characters, is [UNK].
 
-Why the Unicode tables (minitf/unicode_tables.py) are spelled out instead of asking
+Why the Unicode tables (minitf/tokenizers/unicode_tables.py) are spelled out instead of asking
 `unicodedata`: the reference classifies characters with the Rust `unicode_categories` crate,
 whose tables are from Unicode 8.0, while Python's `unicodedata` follows the interpreter
 (Unicode 14 on Python 3.11). Newer punctuation, marks and format characters are therefore
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from minitf.errors import MinitfError
 from minitf.paths import resolve_model_dir
-from minitf.tokenizer_base import (
+from minitf.tokenizers.base import (
     BaseTokenizer,
     lower_char,
     read_settings,
@@ -45,7 +45,7 @@ from minitf.tokenizer_base import (
     settings_specials,
     write_settings,
 )
-from minitf.unicode_tables import (
+from minitf.tokenizers.unicode_tables import (
     CJK,
     NFD_KEEP,
     NONSPACING_MARKS,
@@ -249,7 +249,7 @@ def load_tokenizer(path: str | os.PathLike) -> BaseTokenizer:
     spiece, vocab = folder / "spiece.model", folder / "vocab.txt"
     wordpiece_class = str(read_settings(folder).get("tokenizer_class") or "").startswith("Bert")
     if spiece.is_file() and not (vocab.is_file() and wordpiece_class):
-        from minitf.sentencepiece_tokenizer import SentencePieceTokenizer
+        from minitf.tokenizers.sentencepiece import SentencePieceTokenizer
 
         return SentencePieceTokenizer.from_pretrained(folder)
     if vocab.is_file():

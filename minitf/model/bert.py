@@ -10,8 +10,8 @@ One forward pass, for token ids of shape (B, N):
 
 Module and parameter names mirror Hugging Face's BERT checkpoints exactly
 (`encoder.layer.3.attention.self.query.weight`, ...), so loading is a checked copy of a dict
-(minitf/weights.py) rather than a renaming exercise. The attention formula itself lives in
-minitf/attention.py, with its backends ("reference", "sdpa", "triton") side by side.
+(minitf/model/weights.py) rather than a renaming exercise. The attention formula itself lives in
+minitf/model/attention.py, with its backends ("reference", "sdpa", "triton") side by side.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minitf.attention import Packing, attention_weights, get_attention
-from minitf.config import BertConfig
 from minitf.errors import MinitfError
+from minitf.model.attention import Packing, attention_weights, get_attention
+from minitf.model.config import BertConfig
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
@@ -263,7 +263,7 @@ class MaskedLMOutput:
 
 
 class BertModel(nn.Module):
-    # Checkpoint layout (minitf/weights.py): names without a prefix, no task head.
+    # Checkpoint layout (minitf/model/weights.py): names without a prefix, no task head.
     checkpoint_prefix, head_prefix, tied_weights = "", None, ()
 
     def __init__(self, config: BertConfig, attn_backend: str = "auto",
@@ -310,13 +310,13 @@ class BertModel(nn.Module):
         dtype None keeps the checkpoint's; a checkpoint without pooler weights (a masked-LM
         one) gets a freshly initialised pooler, with a warning.
         """
-        from minitf.weights import load_pretrained
+        from minitf.model.weights import load_pretrained
         return load_pretrained(cls, path, attn_backend=attn_backend, dtype=dtype)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config.json + model.safetensors in the Hugging Face layout, in the model's
         dtype."""
-        from minitf.weights import save_pretrained
+        from minitf.model.weights import save_pretrained
         save_pretrained(self, directory)
 
 
@@ -339,17 +339,36 @@ class BertForSequenceClassification(nn.Module):
         """Final hidden states (B, N or 1, C) → logits (B, num_labels), from [CLS] alone."""
         return self.classifier(self.dropout(self.bert.pooler(hidden)))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                output_attentions: bool = False) -> ClassifierOutput:
+                output_attentions: bool = False, hidden: torch.Tensor | None = None,
+                first_layer: int = 0) -> ClassifierOutput:
+        """Token ids (B, N) → logits (B, num_labels), and the loss when labels are given.
+
+        hidden / first_layer start the pass part-way up: `hidden` (B, N, C) is what encoder
+        layers below `first_layer` produced (self.hidden_states(..., layers=first_layer)), e.g.
+        from the frozen-prefix cache (minitf.model.freeze). With first_layer equal to the
+        number of layers nothing runs and `hidden` may hold the [CLS] position only (B, 1, C).
+        """
+        if hidden is None:
+            hidden, first_layer = self.bert.embed(input_ids, token_type_ids), 0
         # Only [CLS] of the last layer is read, so that layer runs cls_only (same numbers),
         # unless the caller wants every layer's full attention maps.
         hidden, attentions = self.bert.encoder(
-            self.bert.embed(input_ids, token_type_ids), attention_mask,
-            cls_only=not output_attentions, output_attentions=output_attentions)
+            hidden, attention_mask, start=first_layer, cls_only=not output_attentions,
+            output_attentions=output_attentions)
         logits = self.head(hidden)                                              # (B, labels)
         loss = None if labels is None else classification_loss(logits, labels)
         return ClassifierOutput(logits, loss, attentions)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      token_type_ids: torch.Tensor | None = None, layers: int = 0
+                      ) -> torch.Tensor:
+        """Embeddings, then encoder layers 0..layers-1: (B, N, C), the input of layer
+        `layers`; forward(hidden=..., first_layer=layers) carries on from there."""
+        hidden = self.bert.embed(input_ids, token_type_ids)
+        return self.bert.encoder(hidden, attention_mask, stop=layers)[0]
 
     @classmethod
     def from_pretrained(cls, path: str | Path, num_labels: int | None = None,
@@ -361,12 +380,12 @@ class BertForSequenceClassification(nn.Module):
         A base checkpoint (no `classifier.*` tensors) is only accepted with
         allow_missing_head=True, which starts a freshly initialised head for fine-tuning.
         """
-        from minitf.weights import load_pretrained
+        from minitf.model.weights import load_pretrained
         return load_pretrained(cls, path, attn_backend=attn_backend, num_labels=num_labels,
                                allow_missing_head=allow_missing_head, dtype=dtype)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from minitf.weights import save_pretrained
+        from minitf.model.weights import save_pretrained
         save_pretrained(self, directory)
 
 
@@ -410,12 +429,12 @@ class BertForMaskedLM(nn.Module):
                         allow_missing_head: bool = False) -> BertForMaskedLM:
         """Load a masked-LM directory; allow_missing_head=True also takes an encoder-only one
         (e.g. to continue pre-training) and starts a fresh cls.predictions.* head."""
-        from minitf.weights import load_pretrained
+        from minitf.model.weights import load_pretrained
         return load_pretrained(cls, path, attn_backend=attn_backend, dtype=dtype,
                                allow_missing_head=allow_missing_head)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from minitf.weights import save_pretrained
+        from minitf.model.weights import save_pretrained
         save_pretrained(self, directory)
 
 

@@ -19,20 +19,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification, BertModel, classification_loss
-from minitf.train import data as D
-from minitf.train.freeze import FreezePlan, PrefixCache, classifier_logits
-from minitf.train.metrics import classification_metrics, regression_metrics
+from minitf.model.bert import BertForSequenceClassification, BertModel, classification_loss
+from minitf.model.freeze import CachedPrefix, FreezePlan, classifier_logits
+from minitf.tasks.metrics import classification_metrics, regression_metrics
 
 NO_FREEZE = FreezePlan("none", None)
 
 
 def load_tokenizer(directory: str | Path) -> Any:
     """The tokenizer of a model directory: WordPiece (vocab.txt) or SentencePiece
-    (spiece.model), as minitf.tokenizer.load_tokenizer chooses. One name for the recipes and
-    commands to call (and for tests to replace with a stand-in)."""
-    from minitf.tokenizer import load_tokenizer as load
+    (spiece.model), as minitf.tokenizers.wordpiece.load_tokenizer chooses. One name for the
+    recipes and commands to call (and for tests to replace with a stand-in)."""
+    from minitf.tokenizers.wordpiece import load_tokenizer as load
     return load(directory)
 
 
@@ -42,7 +42,7 @@ def load_for_inference(model: str | Path, attn_backend: str = "auto",
     """A fine-tuned classifier directory → (model on `device`, tokenizer, label names).
     With `adapter` (a PEFT LoRA adapter directory), `model` is its base model."""
     from minitf.paths import resolve_model_dir
-    from minitf.peft_format import load_adapted_classifier
+    from minitf.tasks.peft_format import load_adapted_classifier
 
     directory = resolve_model_dir(model)
     classifier = (load_adapted_classifier(directory, adapter, attn_backend) if adapter else
@@ -56,7 +56,7 @@ def load_for_inference(model: str | Path, attn_backend: str = "auto",
 
 
 def predict_logits(model: BertForSequenceClassification, data: D.Encoded,
-                   plan: FreezePlan = NO_FREEZE, cache: PrefixCache | None = None,
+                   plan: FreezePlan = NO_FREEZE, cache: CachedPrefix | None = None,
                    batch_size: int = 128, device: torch.device | str = "cpu") -> torch.Tensor:
     """Logits (n, num_labels) in the data's order, in eval mode, length-sorted batches."""
     was_training = model.training
@@ -71,7 +71,7 @@ def predict_logits(model: BertForSequenceClassification, data: D.Encoded,
 
 
 def evaluate_encoded(model: BertForSequenceClassification, data: D.Encoded, labels: list[str],
-                     plan: FreezePlan = NO_FREEZE, cache: PrefixCache | None = None,
+                     plan: FreezePlan = NO_FREEZE, cache: CachedPrefix | None = None,
                      batch_size: int = 128, device: torch.device | str = "cpu"
                      ) -> dict[str, Any]:
     """logits_metrics of the model's predictions on labelled `data`."""

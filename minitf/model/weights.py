@@ -23,8 +23,8 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from minitf.config import BertConfig
 from minitf.errors import MinitfError
+from minitf.model.config import BertConfig
 
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"

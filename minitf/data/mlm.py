@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from minitf.data import examples as D
 from minitf.errors import MinitfError
-from minitf.train import data as D
 
 IGNORE_INDEX = -100            # label of the positions the loss ignores (PyTorch's default)
 TRAIN, VALIDATION = 0, 1       # the "split" part of a block's seed: different masks per split

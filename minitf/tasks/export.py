@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from minitf.errors import MinitfError
-from minitf.model import BertForSequenceClassification, BertModel
+from minitf.model.bert import BertForSequenceClassification, BertModel
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -67,7 +67,7 @@ class _OnnxClassifier(nn.Module):
 
 def load_for_export(directory: str | Path) -> BertModel | BertForSequenceClassification:
     """A model directory → a classifier if its config names labels, else an encoder."""
-    from minitf.config import BertConfig
+    from minitf.model.config import BertConfig
     from minitf.paths import resolve_model_dir
 
     path = resolve_model_dir(directory)

@@ -138,6 +138,19 @@ class Precision:
         return torch.autocast(self.device_type, dtype=self.autocast_dtype)
 
 
+def pick_device(name: str) -> torch.device:
+    """"auto": the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MinitfError(f"--device {name}: no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise MinitfError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N"
+                          ) from None
+
+
 def resolve_precision(precision: str, device: torch.device | str = "cpu",
                       training: bool = False, cpu: CpuCapability | None = None) -> str:
     """`--precision` → the concrete choice on this device ("auto" decided as documented above).

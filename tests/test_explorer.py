@@ -21,7 +21,7 @@ import torch
 from minitf.cli import main
 from minitf.model.attention import attention_weights
 from minitf.model.bert import BertForSequenceClassification, BertModel
-from minitf.model.bert import bert as M
+from minitf.model import bert as M
 from minitf.model.config import BertConfig
 from minitf.paths import packaged_model_dir
 from minitf.study import explorer as E

@@ -114,7 +114,7 @@ def _tensor_names(directory: Path) -> list[str]:
 
 def load_model(directory: Path) -> tuple[nn.Module, str]:
     """The model of `directory` as its kind's minitf class, in eval mode, reference attention."""
-    from minitf.model.bert import bert as M
+    from minitf.model import bert as M
     kind = model_kind(directory)
     if kind == "classifier":
         model = M.BertForSequenceClassification.from_pretrained(directory,

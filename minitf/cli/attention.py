@@ -13,15 +13,21 @@ import sys
 from pathlib import Path
 
 from minitf.errors import MinitfError
-from minitf.paths import DEFAULT_MODEL, resolve_model_dir
+from minitf.paths import resolve_model_dir
+from minitf.recipes import options as O
 from minitf.study.heatmaps import MAX_TOKENS_HINT, attention_maps, axis_index, draw_attention
 
 HTML_MAX_LENGTH = 512  # the page stays usable up to BERT's longest input
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"model directory or name (default: {DEFAULT_MODEL})")
+    O.add_options(parser, [
+        O.MODEL.but(help="model directory or name (default: %(default)s)"),
+        O.OUTPUT.but(required=False, aliases=("-o",), help="image file to write; .png, .svg or "
+                     ".pdf (default: attention.png, unless --html is given)"),
+        O.MAX_LENGTH.but(default=None, type=int, resume=False,
+                         help=f"truncate to this many tokens (default: {MAX_TOKENS_HINT} for "
+                         f"images, {HTML_MAX_LENGTH} for --html)")])
     parser.add_argument("--text", required=True, help="the sentence to look at")
     parser.add_argument("--pair", help="an optional second sentence (a sentence pair)")
     parser.add_argument("--layer", default="-1",
@@ -29,23 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: -1, the last layer)")
     parser.add_argument("--head", default="all",
                         help="head index, 'all' (a grid) or 'mean' (default: all)")
-    parser.add_argument("-o", "--output",
-                        help="image file to write; .png, .svg or .pdf (default: attention.png, "
-                             "unless --html is given)")
     parser.add_argument("--html", metavar="FILE",
                         help="write the interactive explorer: one self-contained offline page "
                              "(head view, model view, matrix, and the math of one query)")
-    parser.add_argument("--max-length", type=int,
-                        help=f"truncate to this many tokens (default: {MAX_TOKENS_HINT} for "
-                             f"images, {HTML_MAX_LENGTH} for --html)")
     parser.add_argument("--pad-to", type=int, metavar="N",
                         help="--html only: append [PAD] tokens up to N, to see the mask at work")
     parser.add_argument("--dpi", type=int, default=120, help="resolution of a .png (default 120)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_length is not None and args.max_length < 3:
-        raise MinitfError("--max-length must be at least 3 ([CLS], one token, [SEP])")
+    O.check_args(args, [O.MAX_LENGTH])
     if args.pad_to is not None and not args.html:
         raise MinitfError("--pad-to is for the explorer page: add --html FILE")
     if args.html:

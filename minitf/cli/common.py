@@ -1,48 +1,43 @@
-"""Flags that several commands share: data columns and format, device, batch size, backend."""
+"""What several commands share: running a recipe, reading a data file, loading a classifier.
+
+Their flags are declared once, in minitf/recipes/options.py (INFERENCE_OPTIONS).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from minitf.data import examples as D
-from minitf.errors import MinitfError
-from minitf.model.attention import BACKENDS
-from minitf.model.precision import INFERENCE_PRECISIONS, apply_precision, pick_device
+from minitf.model.precision import apply_precision, pick_device
+from minitf.recipes import options as O
 from minitf.tasks import classify as inference
 
 
-def add_backend_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    parser.add_argument("--attn-backend", default=default, choices=BACKENDS,
-                        help="attention implementation (default: %(default)s)")
+def run_recipe(recipe: Callable[[Any], Any], config: Any) -> int:
+    """Run a recipe; an interrupted (saved) run exits 130, like Ctrl-C."""
+    result = recipe(config)
+    if result.interrupted:
+        print("interrupted; the run can be continued with --resume", file=sys.stderr)
+        return 130
+    return 0
 
 
-def add_precision_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default="auto", choices=INFERENCE_PRECISIONS,
-                        help="fp32 exact; bf16/int8 faster on some CPUs; auto: see "
-                        "minitf/model/precision.py (default: %(default)s)")
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Reading a labelled (or unlabelled) file and running a model over it."""
-    parser.add_argument("--text-column")
-    parser.add_argument("--text-pair-column", dest="pair_column")
-    parser.add_argument("--label-column")
-    parser.add_argument("--format", choices=D.FORMATS)
-    parser.add_argument("--encoding", default="utf-8")
-    parser.add_argument("--encoding-errors", default="strict", choices=("strict", "replace"))
-    parser.add_argument("--skip-bad-rows", action="store_true")
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=128, help="examples per forward pass")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    add_backend_argument(parser)
-    add_precision_argument(parser)
+def add_inference_arguments(parser: argparse.ArgumentParser, data_help: str,
+                            data_required: bool) -> None:
+    """--model, --adapter, --data and the flags for reading it and running a model over it."""
+    O.add_options(parser, [
+        O.MODEL.but(default=None, required=True, help="fine-tuned classifier directory (or, "
+                    "with --adapter, the base model)"),
+        O.ADAPTER, O.DATA.but(help=data_help, required=data_required), *O.INFERENCE_OPTIONS])
 
 
 def read_file(args: argparse.Namespace, require_labels: bool) -> D.Examples:
-    """args.data read with the flags of add_data_arguments."""
+    """args.data read with the flags of INFERENCE_OPTIONS."""
     return D.read_examples(args.data, args.text_column, args.pair_column, args.label_column,
                            format=args.format, encoding=args.encoding,
                            encoding_errors=args.encoding_errors,
@@ -52,8 +47,7 @@ def read_file(args: argparse.Namespace, require_labels: bool) -> D.Examples:
 def load_classifier(args: argparse.Namespace) -> tuple[Any, Any, list[str], torch.device]:
     """What `minitf evaluate` and `minitf predict` start from: the classifier of --model (with
     --adapter) on --device in --precision, its tokenizer, its label names and the device."""
-    if args.batch_size < 1:
-        raise MinitfError("--batch-size must be at least 1")
+    O.check_args(args, O.INFERENCE_OPTIONS)
     device = pick_device(args.device)
     model, tokenizer, labels = inference.load_for_inference(args.model, args.attn_backend,
                                                             device, args.adapter)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from minitf.recipes import options as O
 from minitf.recipes.demo import DEFAULT_OUTPUT, demo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="minilm", help="pre-trained model (default: MiniLM)")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT,
-                        help="where the fine-tuned classifier goes (default: %(default)s)")
+    O.add_options(parser, [
+        O.MODEL.but(default="minilm", help="pre-trained model (default: MiniLM)"),
+        O.OUTPUT.but(default=DEFAULT_OUTPUT, required=False,
+                     help="where the fine-tuned classifier goes (default: %(default)s)"),
+        O.EPOCHS, O.FREEZE.but(default="layers:4")])
     parser.add_argument("--train-samples", type=int, default=15000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--freeze", default="layers:4")
     parser.add_argument("--lang", default="en", choices=("en", "zh"),
                         help="zh: pre-train a Chinese BERT, then fine-tune it "
                         "(minitf/recipes/demo_zh.py; --output default demo-zh)")

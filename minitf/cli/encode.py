@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from minitf.cli.common import add_backend_argument, add_precision_argument
 from minitf.model.bert import BertModel
 from minitf.model.precision import apply_precision, pick_device
-from minitf.paths import DEFAULT_MODEL, resolve_model_dir
+from minitf.paths import resolve_model_dir
+from minitf.recipes import options as O
 from minitf.tasks import classify as inference
 
 EXAMPLES = [
@@ -22,14 +22,13 @@ EXAMPLES = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="*", help="sentences (default: a few examples)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="model directory or name")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=int, default=32)
-    add_backend_argument(parser)
-    add_precision_argument(parser)
+    O.add_options(parser, [O.MODEL.but(help="model directory or name"), O.DEVICE,
+                           O.BATCH_SIZE.but(default=32, help="sentences per forward pass"),
+                           O.ATTN_BACKEND, O.PRECISION])
 
 
 def run(args: argparse.Namespace) -> int:
+    O.check_args(args, [O.BATCH_SIZE])
     directory = resolve_model_dir(args.model)
     device = pick_device(args.device)
     texts = args.texts or EXAMPLES

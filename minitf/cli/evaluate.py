@@ -6,19 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from minitf.cli.common import add_data_arguments, load_classifier, read_file
+from minitf.cli.common import add_inference_arguments, load_classifier, read_file
 from minitf.data import examples as D
+from minitf.recipes import options as O
 from minitf.tasks import classify as inference
 from minitf.tasks.metrics import format_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="fine-tuned classifier directory (or, "
-                        "with --adapter, the base model)")
-    parser.add_argument("--adapter", help="a PEFT LoRA adapter directory for --model")
-    parser.add_argument("--data", required=True, help="labelled .csv, .tsv or .jsonl file")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    add_data_arguments(parser)
+    add_inference_arguments(parser, "labelled .csv, .tsv or .jsonl file", data_required=True)
+    O.add_options(parser, [O.JSON.but(help="print one JSON object")])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from minitf.recipes import options as O
 from minitf.tasks.export import FORMATS, OPSET, export_onnx, load_for_export, output_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="onnx", choices=FORMATS)
-    parser.add_argument("--model", required=True, help="model directory (an encoder, or a "
-                        "classifier: a config.json with id2label) or name")
-    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    O.add_options(parser, [
+        O.MODEL.but(default=None, required=True, help="model directory (an encoder, or a "
+                    "classifier: a config.json with id2label) or name"),
+        O.OUTPUT.but(help="the .onnx file to write")])
     parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (default: "
                         "%(default)s)")
 

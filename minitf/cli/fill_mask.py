@@ -6,19 +6,17 @@ import argparse
 import json
 from dataclasses import asdict
 
-from minitf.model.attention import BACKENDS
+from minitf.recipes import options as O
 from minitf.tasks.fill_mask import FillMask
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="+", help="texts with [MASK] where a token is missing")
-    parser.add_argument("--model", required=True, help="a masked-LM model directory (minitf "
-                        "pretrain's output, or any BertForMaskedLM checkpoint)")
     parser.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
-    parser.add_argument("--json", action="store_true",
-                        help="one JSON object per text instead of a table")
-    parser.add_argument("--attn-backend", default="auto",
-                        choices=BACKENDS)
+    O.add_options(parser, [
+        O.MODEL.but(default=None, required=True, help="a masked-LM model directory (minitf "
+                    "pretrain's output, or any BertForMaskedLM checkpoint)"),
+        O.JSON.but(help="one JSON object per text instead of a table"), O.ATTN_BACKEND])
 
 
 def run(args: argparse.Namespace) -> int:

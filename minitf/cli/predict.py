@@ -11,20 +11,19 @@ from typing import Any
 
 import torch
 
-from minitf.cli.common import add_data_arguments, load_classifier, read_file
+from minitf.cli.common import add_inference_arguments, load_classifier, read_file
 from minitf.data import examples as D
 from minitf.errors import MinitfError
+from minitf.recipes import options as O
 from minitf.tasks import classify as inference
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="*", help="texts to classify")
-    parser.add_argument("--model", required=True, help="fine-tuned classifier directory (or, "
-                        "with --adapter, the base model)")
-    parser.add_argument("--adapter", help="a PEFT LoRA adapter directory for --model")
-    parser.add_argument("--data", help="a .csv, .tsv or .jsonl file of texts (labels ignored)")
-    parser.add_argument("--output", help="write the JSONL here instead of stdout")
-    add_data_arguments(parser)
+    add_inference_arguments(parser, "a .csv, .tsv or .jsonl file of texts (labels ignored)",
+                            data_required=False)
+    O.add_options(parser, [O.OUTPUT.but(required=False,
+                                        help="write the JSONL here instead of stdout")])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from minitf.recipes import options as O
 from minitf.tokenizers.training import MODEL_TYPES, train_sentencepiece
 
 
@@ -15,10 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "([PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4).")
     train.add_argument("--input", nargs="+", required=True, metavar="FILE",
                        help="plain text (one document per line) or CSV/TSV/JSONL files")
-    train.add_argument("--output", required=True, metavar="DIR",
-                       help="the tokenizer directory to write (spiece.model + configs)")
-    train.add_argument("--text-column", help="the text column of CSV/TSV/JSONL input "
-                       "(default: the first of text, sentence, ...)")
     train.add_argument("--vocab-size", type=int, default=8000, help="pieces (default 8000)")
     train.add_argument("--model-type", choices=MODEL_TYPES, default="unigram",
                        help="SentencePiece algorithm (default unigram); bpe pieces are "
@@ -30,13 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--character-coverage", type=float, default=None,
                        help="share of characters kept as pieces, the rest [UNK] (default: "
                             "0.9995 for mostly-Chinese text, else 1.0)")
-    train.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict",
-                       help="what to do with bytes that are not UTF-8 (default: stop)")
-    train.add_argument("--skip-bad-rows", action="store_true",
-                       help="skip (and count) bad rows of CSV/TSV/JSONL input")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace the tokenizer files of an existing --output")
-    train.add_argument("--seed", type=int, default=0)
+    O.add_options(train, [
+        O.OUTPUT.but(metavar="DIR",
+                     help="the tokenizer directory to write (spiece.model + configs)"),
+        O.TEXT_COLUMN.but(help="the text column of CSV/TSV/JSONL input (default: the first "
+                          "of text, sentence, ...)"),
+        O.ENCODING_ERRORS.but(help="what to do with bytes that are not UTF-8 (default: stop)"),
+        O.SKIP_BAD_ROWS.but(help="skip (and count) bad rows of CSV/TSV/JSONL input"),
+        O.OVERWRITE.but(help="replace the tokenizer files of an existing --output"), O.SEED])
 
 
 def run(args: argparse.Namespace) -> int:

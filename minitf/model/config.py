@@ -10,6 +10,9 @@ from typing import Any
 
 from minitf.errors import MinitfError
 
+# Google's small BERTs (Turc et al., 2019): layers, hidden, heads; intermediate = 4 × hidden.
+SHAPES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8)}
+
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 # Upper bound on every size (vocab, hidden, layers, ...): far above any BERT, yet small enough
 # that products of two sizes cannot overflow a tensor's byte count.

@@ -41,7 +41,8 @@ from minitf.model.bert import BertForSequenceClassification, num_parameters
 from minitf.model.freeze import FreezePlan, classifier_logits, freeze, train_mode
 from minitf.model.lora import lora_modules
 from minitf.model.precision import pick_device
-from minitf.paths import DEFAULT_MODEL, resolve_model_dir
+from minitf.paths import resolve_model_dir
+from minitf.recipes import options as O
 from minitf.tasks import classify as inference
 from minitf.tasks.metrics import format_report, majority_baseline, mean_baseline
 from minitf.tasks.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
@@ -53,60 +54,57 @@ from minitf.train.optim import build_optimizer, linear_schedule
 from minitf.train.progress import Progress
 from minitf.train.step import TrainStep
 
-# Settings that must match for --resume to continue the same run.
-RESUME_KEYS = ("train", "validation", "validation_fraction", "test_fraction", "max_train_samples",
-               "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "max_grad_norm",
-               "max_length", "freeze", "cache", "precision", "regression", "seed", "lora",
-               "lora_alpha", "lora_dropout", "lora_targets", "lora_layers", "adapter")
-SELECT_METRICS = {"accuracy": True, "macro_f1": True, "loss": False, "pearson": True}
-
 
 @dataclass
 class FinetuneConfig:
-    train: str
-    output: str
-    model: str = DEFAULT_MODEL
-    validation: str | None = None
-    test: str | None = None
-    validation_fraction: float = 0.1   # held out of --train when no --validation is given
-    test_fraction: float = 0.0         # held out of --train when no --test is given
-    max_train_samples: int | None = None
-    text_column: str | None = None
-    pair_column: str | None = None
-    label_column: str | None = None
-    format: str | None = None
-    encoding: str = "utf-8"
-    encoding_errors: str = "strict"
-    skip_bad_rows: bool = False
-    regression: bool = False           # numeric labels, one output, MSE loss
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_length: int = 128
-    freeze: str = "none"
-    cache: bool = True
-    lora: int = 0                       # LoRA rank; 0: no adapters (minitf/model/lora.py)
-    lora_alpha: float | None = None     # default 2 × rank
-    lora_dropout: float = 0.1
-    lora_targets: str = "query,value"   # or all-linear, or any of minitf.model.lora.TARGETS
-    lora_layers: str = "all"            # e.g. 4-5: the layers below are frozen and cached
-    adapter: str | None = None          # a PEFT LoRA adapter directory to continue training
-    seed: int = 0
-    patience: int = 0                   # epochs without improvement before stopping; 0 = off
-    select_metric: str = "auto"         # accuracy (regression: loss), macro_f1, loss, pearson
-    resume: bool = False
-    overwrite: bool = False
-    save_every: int = 0                 # also save last/ every N steps; 0 = at epoch ends only
-    device: str = "auto"
-    precision: str = "auto"             # auto: bf16 autocast on CUDA when supported, else fp32
-    attn_backend: str = "auto"
-    eval_batch_size: int = 128
-    progress: str = "auto"              # auto: a bar on a terminal, log lines otherwise; "off"
-    stop_after_steps: int | None = None  # stop (and save) like Ctrl-C after this many steps
-    dist_timeout: float = 300.0         # under torchrun: seconds a collective waits for peers
+    """The recipe's settings: each field is an option of minitf/recipes/options.py (its flag,
+    help, check and whether --resume must match come from there)."""
+
+    train: str = O.TRAIN.field()
+    output: str = O.OUTPUT.field()
+    model: str = O.MODEL.field()
+    validation: str | None = O.VALIDATION.field()
+    test: str | None = O.TEST.field()
+    validation_fraction: float = O.VALIDATION_FRACTION.field()
+    test_fraction: float = O.TEST_FRACTION.field()
+    max_train_samples: int | None = O.MAX_TRAIN_SAMPLES.field()
+    text_column: str | None = O.TEXT_COLUMN.field()
+    pair_column: str | None = O.PAIR_COLUMN.field()
+    label_column: str | None = O.LABEL_COLUMN.field()
+    format: str | None = O.FORMAT.field()
+    encoding: str = O.ENCODING.field()
+    encoding_errors: str = O.ENCODING_ERRORS.field()
+    skip_bad_rows: bool = O.SKIP_BAD_ROWS.field()
+    regression: bool = O.REGRESSION.field()
+    epochs: int = O.EPOCHS.field()
+    batch_size: int = O.BATCH_SIZE.field()
+    lr: float = O.LR.field()
+    weight_decay: float = O.WEIGHT_DECAY.field()
+    warmup_ratio: float = O.WARMUP_RATIO.field()
+    max_grad_norm: float = O.MAX_GRAD_NORM.field()
+    max_length: int = O.MAX_LENGTH.field()
+    freeze: str = O.FREEZE.field()
+    cache: bool = O.CACHE.field()
+    lora: int = O.LORA.field()
+    lora_alpha: float | None = O.LORA_ALPHA.field()
+    lora_dropout: float = O.LORA_DROPOUT.field()
+    lora_targets: str = O.LORA_TARGETS.field()
+    lora_layers: str = O.LORA_LAYERS.field()
+    adapter: str | None = O.ADAPTER.field(help="a PEFT LoRA adapter directory to continue "
+                                          "training", group=O.LORA.group)
+    seed: int = O.SEED.field()
+    patience: int = O.PATIENCE.field()
+    select_metric: str = O.SELECT_METRIC.field()
+    resume: bool = O.RESUME.field()
+    overwrite: bool = O.OVERWRITE.field()
+    save_every: int = O.SAVE_EVERY.field()
+    stop_after_steps: int | None = O.STOP_AFTER_STEPS.field()
+    device: str = O.DEVICE.field()
+    precision: str = O.TRAINING_PRECISION.field()
+    attn_backend: str = O.ATTN_BACKEND.field()
+    progress: str = O.PROGRESS.field()
+    dist_timeout: float = O.DIST_TIMEOUT.field()
+    eval_batch_size: int = 128         # not a flag: examples per evaluation forward pass
 
     @property
     def metric(self) -> str:
@@ -197,24 +195,18 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> 
 
 
 def check_config(cfg: FinetuneConfig) -> None:
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(cfg, name) < 1:
-            raise MinitfError(f"--{name.replace('_', '-')} must be at least 1")
-    if not cfg.lr > 0:
-        raise MinitfError(f"--lr must be positive, got {cfg.lr}")
-    if cfg.max_length < 3:
-        raise MinitfError(f"--max-length must be at least 3 ([CLS] text [SEP]), got "
-                          f"{cfg.max_length}")
-    if cfg.metric not in SELECT_METRICS:
+    """Each option's own check (minitf/recipes/options.py), then the rules between options."""
+    O.check_config(cfg)
+    if cfg.eval_batch_size < 1:
+        raise MinitfError("eval_batch_size must be at least 1")
+    if cfg.metric not in O.SELECT_METRICS:
         raise MinitfError(f"--select-metric {cfg.select_metric!r}: choose auto, "
-                          f"{', '.join(SELECT_METRICS)}")
+                          f"{', '.join(O.SELECT_METRICS)}")
     allowed = ("loss", "pearson") if cfg.regression else ("accuracy", "macro_f1", "loss")
     if cfg.metric not in allowed:
         raise MinitfError(f"--select-metric {cfg.metric} does not apply to "
                           f"{'regression' if cfg.regression else 'classification'}; choose "
                           f"one of {', '.join(allowed)}")
-    if not 0 <= cfg.warmup_ratio <= 1:
-        raise MinitfError(f"--warmup-ratio must be in [0, 1], got {cfg.warmup_ratio}")
     if (cfg.lora or cfg.adapter) and cfg.freeze != "none":
         raise MinitfError("--lora/--adapter freeze the base weights themselves (and cache the "
                           "layers below the adapted ones); drop --freeze")
@@ -239,9 +231,7 @@ def open_output(cfg: FinetuneConfig) -> tuple[Path, dict[str, Any] | None]:
                               "another --output")
         return out, None
     state = load_state(out / "last")
-    mismatched = [f"--{k.replace('_', '-')}: checkpoint {state['config'].get(k)!r}, now "
-                  f"{getattr(cfg, k)!r}" for k in RESUME_KEYS
-                  if state["config"].get(k) != getattr(cfg, k)]
+    mismatched = O.resume_mismatches(cfg, state["config"])
     if mismatched:
         raise MinitfError(f"{out / 'last'} was trained with other settings; --resume "
                           "continues the same run only:\n  " + "\n  ".join(mismatched))
@@ -251,7 +241,7 @@ def open_output(cfg: FinetuneConfig) -> tuple[Path, dict[str, Any] | None]:
 def schedule(cfg: FinetuneConfig) -> Schedule:
     return Schedule(epochs=cfg.epochs, stop_after_steps=cfg.stop_after_steps,
                     save_every=cfg.save_every, patience=cfg.patience,
-                    select_metric=cfg.metric, higher_is_better=SELECT_METRICS[cfg.metric])
+                    select_metric=cfg.metric, higher_is_better=O.SELECT_METRICS[cfg.metric])
 
 
 # ---------------------------------------------------------------------------------------------

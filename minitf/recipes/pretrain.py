@@ -43,8 +43,9 @@ import torch.nn.functional as F
 from minitf.data import mlm
 from minitf.errors import MinitfError
 from minitf.model.bert import BertForMaskedLM, num_parameters
-from minitf.model.config import BertConfig
+from minitf.model.config import SHAPES, BertConfig
 from minitf.model.precision import pick_device
+from minitf.recipes import options as O
 from minitf.train import distributed
 from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
 from minitf.train.loop import Schedule, Task, Trainer
@@ -53,54 +54,56 @@ from minitf.train.plots import plot_pretraining
 from minitf.train.progress import Progress
 from minitf.train.step import TrainStep
 
-# Google's small BERTs (Turc et al., 2019): layers, hidden, heads; intermediate = 4 × hidden.
-SHAPES = {"tiny": (2, 128, 2), "mini": (4, 256, 4), "small": (4, 512, 8)}
-# Settings that must match for --resume to continue the same run.
-RESUME_KEYS = ("train", "validation", "text_column", "validation_fraction", "max_length",
-               "mlm_probability", "batch_size", "lr", "weight_decay", "warmup_ratio",
-               "max_grad_norm", "epochs", "max_steps", "time_budget", "seed")
 CALIBRATION_STEPS = 3   # timed steps (after one warm-up step) that turn a budget into steps
 
 
 @dataclass
 class PretrainConfig:
-    train: list[str]
-    output: str
-    tokenizer: str | None = None        # from scratch: the tokenizer directory
-    model: str | None = None            # or: continue pre-training this BERT directory
-    config: str = "mini"                # tiny | mini | small (from scratch)
-    layers: int | None = None           # explicit shape, overriding --config
-    hidden: int | None = None
-    heads: int | None = None
-    intermediate: int | None = None     # default 4 × hidden
-    dropout: float = 0.1
-    init_std: float = 0.02              # initializer_range of a new model (BERT's 0.02)
-    validation: str | None = None
-    validation_fraction: float = 0.05   # of the documents, when no --validation
-    max_eval_blocks: int = 256          # validation blocks evaluated (the first ones)
-    text_column: str | None = None
-    max_length: int = 128
-    mlm_probability: float = 0.15
-    batch_size: int = 64
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    max_grad_norm: float = 1.0
-    epochs: int | None = None
-    max_steps: int | None = None
-    time_budget: float | None = None    # minutes of training, evaluation included
-    eval_every: int | None = None       # steps; default: ~10 evaluations per run
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
-    save_every: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    attn_backend: str = "auto"
-    eval_batch_size: int = 128
-    progress: str = "auto"
-    stop_after_steps: int | None = None
-    dist_timeout: float = 300.0
+    """The recipe's settings: each field is an option of minitf/recipes/options.py (its flag,
+    help, check and whether --resume must match come from there)."""
+
+    train: list[str] = O.TRAIN.field(nargs="+", metavar="FILE", help="text files (one "
+                                     "document per line) or CSV/TSV/JSONL files")
+    output: str = O.OUTPUT.field(help="directory for the model, checkpoints and metrics")
+    tokenizer: str | None = O.TOKENIZER.field()
+    model: str | None = O.MODEL.field(None, help="a BERT directory to continue pre-training")
+    config: str = O.SHAPE.field()
+    layers: int | None = O.LAYERS.field()
+    hidden: int | None = O.HIDDEN.field()
+    heads: int | None = O.HEADS.field()
+    intermediate: int | None = O.INTERMEDIATE.field()
+    dropout: float = O.DROPOUT.field()
+    init_std: float = O.INIT_STD.field()
+    validation: str | None = O.VALIDATION.field(help="held-out text (default: hold out "
+                                                "--validation-fraction of the --train "
+                                                "documents)")
+    validation_fraction: float = O.VALIDATION_FRACTION.field(0.05)
+    max_eval_blocks: int = O.MAX_EVAL_BLOCKS.field()
+    text_column: str | None = O.TEXT_COLUMN.field(
+        resume=True, help="the text column of CSV/TSV/JSONL files")
+    max_length: int = O.MAX_LENGTH.field(help="tokens per block, [CLS] and [SEP] included")
+    mlm_probability: float = O.MLM_PROBABILITY.field()
+    batch_size: int = O.BATCH_SIZE.field(64, help="blocks per step")
+    lr: float = O.LR.field(5e-4)
+    weight_decay: float = O.WEIGHT_DECAY.field()
+    warmup_ratio: float = O.WARMUP_RATIO.field(0.06)
+    max_grad_norm: float = O.MAX_GRAD_NORM.field()
+    epochs: int | None = O.EPOCHS.field(None, group=O.MAX_STEPS.group, type=int,
+                                        help="passes over the training blocks")
+    max_steps: int | None = O.MAX_STEPS.field()
+    time_budget: float | None = O.TIME_BUDGET.field()
+    eval_every: int | None = O.EVAL_EVERY.field()
+    seed: int = O.SEED.field()
+    resume: bool = O.RESUME.field()
+    overwrite: bool = O.OVERWRITE.field()
+    save_every: int = O.SAVE_EVERY.field(help="also checkpoint every N steps")
+    device: str = O.DEVICE.field()
+    precision: str = O.TRAINING_PRECISION.field(resume=False)
+    attn_backend: str = O.ATTN_BACKEND.field()
+    progress: str = O.PROGRESS.field()
+    stop_after_steps: int | None = O.STOP_AFTER_STEPS.field()
+    dist_timeout: float = O.DIST_TIMEOUT.field()
+    eval_batch_size: int = 128          # not a flag: blocks per evaluation forward pass
 
 
 @dataclass
@@ -432,9 +435,7 @@ def resume_state(cfg: PretrainConfig, out: Path) -> dict[str, Any] | None:
                               "choose another --output")
         return None
     state = load_state(out / "last")
-    saved = state["config"]
-    mismatched = [f"--{k.replace('_', '-')}: checkpoint {saved.get(k)!r}, now "
-                  f"{getattr(cfg, k)!r}" for k in RESUME_KEYS if saved.get(k) != getattr(cfg, k)]
+    mismatched = O.resume_mismatches(cfg, state["config"])
     if mismatched:
         raise MinitfError(f"{out / 'last'} was trained with other settings; --resume "
                           "continues the same run only:\n  " + "\n  ".join(mismatched))
@@ -442,22 +443,10 @@ def resume_state(cfg: PretrainConfig, out: Path) -> dict[str, Any] | None:
 
 
 def check_settings(cfg: PretrainConfig) -> None:
+    """Each option's own check (minitf/recipes/options.py), then the rules between options."""
+    O.check_config(cfg)
     if not (cfg.epochs or cfg.max_steps is not None or cfg.time_budget):
         raise MinitfError("say how long to train: --max-steps N, --epochs N or --time-budget "
                           "MINUTES")
-    for name in ("batch_size", "eval_batch_size"):
-        if getattr(cfg, name) < 1:
-            raise MinitfError(f"--{name.replace('_', '-')} must be at least 1")
-    if cfg.max_steps is not None and cfg.max_steps < 0:
-        raise MinitfError(f"--max-steps must be 0 or more, got {cfg.max_steps}")
-    if not cfg.lr > 0:
-        raise MinitfError(f"--lr must be positive, got {cfg.lr}")
-    if not 0 < cfg.init_std < 10:
-        raise MinitfError(f"--init-std must be a small positive number (BERT's is 0.02), got "
-                          f"{cfg.init_std}")
-    if not 0 <= cfg.warmup_ratio <= 1:
-        raise MinitfError(f"--warmup-ratio must be in [0, 1], got {cfg.warmup_ratio}")
-    if not 0 <= cfg.validation_fraction < 1:
-        raise MinitfError(f"--validation-fraction must be in [0, 1), got "
-                          f"{cfg.validation_fraction}")
-
+    if cfg.eval_batch_size < 1:
+        raise MinitfError("eval_batch_size must be at least 1")

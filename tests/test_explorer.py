@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from minitf.cli import main
+from minitf.model import bert as M
 from minitf.model.attention import attention_weights
 from minitf.model.bert import BertForSequenceClassification, BertModel
-from minitf.model import bert as M
 from minitf.model.config import BertConfig
 from minitf.paths import packaged_model_dir
 from minitf.study import explorer as E

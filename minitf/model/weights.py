@@ -14,9 +14,10 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -276,3 +277,13 @@ def atomic_directory(directory: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_files(model: nn.Module, tokenizer: Any = None) -> Callable[[Path], None]:
+    """A writer of `model`'s Hugging Face directory (weights, config.json, tokenizer files)
+    into a given directory: what Task.save is for a minitf model."""
+    def write(directory: Path) -> None:
+        model.save_pretrained(directory)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory)
+    return write

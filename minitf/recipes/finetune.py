@@ -41,13 +41,14 @@ from minitf.model.bert import BertForSequenceClassification, num_parameters
 from minitf.model.freeze import FreezePlan, classifier_logits, freeze, train_mode
 from minitf.model.lora import lora_modules
 from minitf.model.precision import pick_device
+from minitf.model.weights import model_files
 from minitf.paths import resolve_model_dir
 from minitf.recipes import options as O
 from minitf.tasks import classify as inference
 from minitf.tasks.metrics import format_report, majority_baseline, mean_baseline
 from minitf.tasks.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
 from minitf.train import distributed
-from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
+from minitf.train.checkpoint import Outputs, check_writable, load_state
 from minitf.train.freeze import PrefixCache
 from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.optim import build_optimizer, linear_schedule

@@ -45,9 +45,10 @@ from minitf.errors import MinitfError
 from minitf.model.bert import BertForMaskedLM, num_parameters
 from minitf.model.config import SHAPES, BertConfig
 from minitf.model.precision import pick_device
+from minitf.model.weights import model_files
 from minitf.recipes import options as O
 from minitf.train import distributed
-from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
+from minitf.train.checkpoint import Outputs, check_writable, load_state
 from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.optim import build_optimizer, linear_schedule
 from minitf.train.plots import plot_pretraining

@@ -42,8 +42,7 @@ from minitf.model.lora import (
     merge_lora,
     spec_of,
 )
-from minitf.model.weights import atomic_directory
-from minitf.train.checkpoint import model_files
+from minitf.model.weights import atomic_directory, model_files
 
 ADAPTER_DIR = "adapter"  # fine-tuning's best/adapter and last/adapter
 CONFIG_FILE = "adapter_config.json"

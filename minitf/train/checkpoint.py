@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from minitf.errors import MinitfError
 from minitf.model.weights import atomic_directory
@@ -41,16 +40,6 @@ def check_writable(directory: str | Path) -> Path:
         raise MinitfError(f"cannot write to the output directory {directory} "
                           f"({exc.strerror}); choose a writable --output") from None
     return directory
-
-
-def model_files(model: nn.Module, tokenizer: Any = None) -> Callable[[Path], None]:
-    """A writer of `model`'s Hugging Face directory (weights, config.json, tokenizer files)
-    into a given directory: what Task.save is for a minitf model."""
-    def write(directory: Path) -> None:
-        model.save_pretrained(directory)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(directory)
-    return write
 
 
 def save_checkpoint(directory: str | Path, write: Callable[[Path], None],

@@ -7,9 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
-
-import torch
 
 from minitf.cli.common import add_inference_arguments, load_classifier, read_file
 from minitf.data import examples as D
@@ -34,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
         examples = read_file(args, require_labels=False)
     else:
         examples = D.Examples(list(args.texts), [None] * len(args.texts))
-    data = D.encode(examples, tokenizer, None, args.max_length)
-    logits = inference.predict_logits(model, data, batch_size=args.batch_size, device=device)
-    answers = answer(logits, labels)
+    classify = inference.Classifier(model, tokenizer, labels, device, args.batch_size,
+                                    args.max_length)
+    answers = [c.as_dict() for c in classify.classify(examples)]
     if not args.data:
         width = max(len(str(a["label"])) for a in answers) if len(labels) > 1 else 8
         for text, a in zip(examples.texts, answers, strict=True):
@@ -55,14 +52,3 @@ def run(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     return 0
-
-
-def answer(logits: torch.Tensor, labels: list[str]) -> list[dict[str, Any]]:
-    """Per example {"label", "probabilities"}; for a regression model {"label": the value}."""
-    if len(labels) == 1:
-        return [{"label": value} for value in logits[:, 0].tolist()]
-    answers = []
-    for p in logits.softmax(-1).tolist():
-        best = max(range(len(labels)), key=p.__getitem__)
-        answers.append({"label": labels[best], "probabilities": dict(zip(labels, p, strict=True))})
-    return answers

@@ -259,7 +259,8 @@ class ClassifierOutput:
 @dataclass
 class MaskedLMOutput:
     logits: torch.Tensor                         # (B, N, V), or (M, V) at the labelled positions
-    loss: torch.Tensor | None = None
+    loss: torch.Tensor | None = None             # mean of token_loss
+    token_loss: torch.Tensor | None = None       # (M,) cross-entropy of each labelled position
 
 
 class BertModel(nn.Module):
@@ -408,7 +409,9 @@ class BertForMaskedLM(nn.Module):
                 ) -> MaskedLMOutput:
         """Without labels: logits (B, N, V). With labels (B, N), -100 = not predicted: the
         vocabulary projection (the largest matmul, C × V per token) runs only where labels are
-        set, logits are (M, V) in row-major order, and loss is their mean cross-entropy."""
+        set, logits are (M, V) in row-major order, token_loss (M,) their cross-entropy and
+        loss its mean (recipes that weigh tokens otherwise, e.g. per block, start from
+        token_loss)."""
         hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
         if labels is None:
             return MaskedLMOutput(self.cls.predictions(hidden))
@@ -418,10 +421,10 @@ class BertForMaskedLM(nn.Module):
         chosen = labels != -100                                                 # (B, N)
         logits = self.cls.predictions(hidden[chosen])                           # (M, V)
         targets = labels[chosen]
+        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")   # (M,)
         # No labelled position: a zero loss that still backpropagates (mean of nothing is NaN).
-        loss = (F.cross_entropy(logits, targets) if targets.numel()
-                else logits.sum() * 0.0)
-        return MaskedLMOutput(logits, loss)
+        loss = token_loss.mean() if targets.numel() else logits.sum() * 0.0
+        return MaskedLMOutput(logits, loss, token_loss)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, attn_backend: str = "auto",

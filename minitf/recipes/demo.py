@@ -59,14 +59,11 @@ def demo(output: str = DEFAULT_OUTPUT, model: str = "minilm", train_samples: int
     print(f"{'majority class':24}{base['accuracy']:10.3f}{base['macro_f1']:10.3f}   "
           f"(always {base['predicted']!r})")
 
-    from minitf.data.examples import Examples, encode
-    from minitf.tasks.classify import load_for_inference, predict_logits
-    model, tokenizer, labels = load_for_inference(Path(output) / "best")
-    data = encode(Examples(EXAMPLES, [None] * len(EXAMPLES)), tokenizer, None, 64)
+    from minitf.tasks.classify import Classifier
+    classify = Classifier.from_pretrained(Path(output) / "best", max_length=64)
     print("\npredictions of the best checkpoint:")
-    for text, p in zip(EXAMPLES, predict_logits(model, data).softmax(-1).tolist(), strict=True):
-        best = max(range(len(labels)), key=p.__getitem__)
-        print(f"  {labels[best]:<9} {p[best]:.2f}  {text}")
+    for text, answer in zip(EXAMPLES, classify(EXAMPLES), strict=True):
+        print(f"  {answer.label:<9} {answer.score:.2f}  {text}")
     print(f"\ndone in {time.perf_counter() - started:.0f} s. Try it yourself:\n"
           f"  minitf predict --model {Path(output) / 'best'} \"your sentence here\"")
     return 0

@@ -187,8 +187,7 @@ def format_report(cfg: DemoZhConfig, files: Any, pretrained: Any, rows: list[dic
 def examples(pretrained_dir: Path, classifier_dir: str) -> str:
     """A few fill-mask predictions of the pre-trained model and classifications of the
     fine-tuned one."""
-    from minitf.data import examples as D
-    from minitf.tasks.classify import load_for_inference, predict_logits
+    from minitf.tasks.classify import Classifier
     from minitf.tasks.fill_mask import FillMask
 
     fill = FillMask.from_pretrained(pretrained_dir)
@@ -196,11 +195,8 @@ def examples(pretrained_dir: Path, classifier_dir: str) -> str:
     for text in FILL_MASK_EXAMPLES:
         best = fill(text, top_k=3)[0]
         lines.append(f"  {text}  →  " + ", ".join(f"{p.token} {p.score:.2f}" for p in best))
-    model, tokenizer, labels = load_for_inference(Path(classifier_dir) / "best")
-    encoded = D.encode(D.Examples(list(PREDICT_EXAMPLES), [None] * len(PREDICT_EXAMPLES)),
-                       tokenizer)
-    probs = predict_logits(model, encoded).softmax(-1)
+    classify = Classifier.from_pretrained(Path(classifier_dir) / "best")
     lines.append("predictions (the pre-trained model, fine-tuned; 0 = negative, 1 = positive):")
-    for text, p in zip(PREDICT_EXAMPLES, probs, strict=True):
-        lines.append(f"  {labels[int(p.argmax())]} ({float(p.max()):.2f})  {text}")
+    for text, answer in zip(PREDICT_EXAMPLES, classify(list(PREDICT_EXAMPLES)), strict=True):
+        lines.append(f"  {answer.label} ({answer.score:.2f})  {text}")
     return "\n".join(lines)

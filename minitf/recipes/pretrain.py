@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from minitf.data import mlm
 from minitf.errors import MinitfError
@@ -246,10 +245,10 @@ class Run:
         """Per block: mean masked cross-entropy (B,); and per masked token: loss (M,) and
         whether the argmax was right (M,)."""
         ids, labels = batch["input_ids"].to(self.device), batch["labels"].to(self.device)
-        logits = model(input_ids=ids, labels=labels).logits.float()   # (M, V), masked only
+        out = model(input_ids=ids, labels=labels)         # logits (M, V) at masked tokens only
+        token_loss, logits = out.token_loss, out.logits   # the model's own loss, per token
         chosen = labels != mlm.IGNORE_INDEX                              # (B, L)
         targets = labels[chosen]                                         # (M,)
-        token_loss = F.cross_entropy(logits, targets, reduction="none")  # (M,)
         row = chosen.nonzero()[:, 0]                                     # (M,) block of each
         sums = torch.zeros(len(ids), device=ids.device).index_add_(0, row, token_loss)
         per_block = sums / chosen.sum(1).clamp(min=1)

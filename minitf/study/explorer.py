@@ -241,12 +241,13 @@ def _title(model: str | Path, directory: Path, text: str, pair: str | None) -> s
 
 
 def _prediction(logits: torch.Tensor, id2label: dict[int, str]) -> dict[str, Any]:
-    if logits.numel() == 1:  # one output: a regression head
-        return {"regression": round(float(logits[0]), 6)}
-    probs = logits.float().softmax(-1).tolist()
-    labels = [id2label.get(i, f"LABEL_{i}") for i in range(len(probs))]
-    return {"labels": labels, "probs": [round(p, 6) for p in probs],
-            "predicted": labels[max(range(len(probs)), key=probs.__getitem__)]}
+    from minitf.tasks.classify import classifications
+    labels = [id2label.get(i, f"LABEL_{i}") for i in range(logits.numel())]
+    (answer,) = classifications(logits.reshape(1, -1), labels)
+    if answer.score is None:  # one output: a regression head
+        return {"regression": round(float(answer.label), 6)}
+    return {"labels": labels, "probs": [round(p, 6) for p in answer.scores],
+            "predicted": answer.label}
 
 
 def _fill_mask(logits: torch.Tensor, ids: list[int], tokenizer: Any) -> list[dict[str, Any]]:

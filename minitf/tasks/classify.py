@@ -6,6 +6,8 @@
                                          matrix and loss; or, for a regression model
                                          (num_labels == 1), MSE, MAE, Pearson r and loss
     encode_texts(model, tok, texts)    → mean-pooled, L2-normalised sentence embeddings
+    Classifier.from_pretrained(dir)(texts) → a Classification per text: label, probability,
+                                         every class's probability (like FillMask)
 
 The command line over these is minitf/cli/{evaluate,predict,encode}.py; the fine-tuning
 recipe evaluates with the same functions.
@@ -13,6 +15,7 @@ recipe evaluates with the same functions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +92,75 @@ def logits_metrics(logits: torch.Tensor, targets: torch.Tensor, labels: list[str
         metrics = classification_metrics(targets, logits.argmax(-1), labels)
     metrics["loss"] = classification_loss(logits, targets).item()
     return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Texts in, labels and probabilities out
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Classification:
+    label: str | float        # the most probable class; a regression model's value
+    score: float | None       # its probability (None for regression)
+    scores: list[float] = field(default_factory=list)  # every class's probability, id order
+    names: list[str] = field(default_factory=list, repr=False)  # the class names, id order
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """{class name: probability}, in id order."""
+        return dict(zip(self.names, self.scores, strict=True))
+
+    def as_dict(self) -> dict[str, Any]:
+        """{"label", "probabilities"} ({"label"} alone for regression): minitf predict's JSON."""
+        if self.score is None:
+            return {"label": self.label}
+        return {"label": self.label, "probabilities": self.probabilities}
+
+
+def classifications(logits: torch.Tensor, labels: list[str]) -> list[Classification]:
+    """Logits (n, num_labels) → one Classification each: softmax over the classes; a single
+    output is a regression model's value."""
+    if len(labels) == 1:
+        return [Classification(value, None) for value in logits[:, 0].float().tolist()]
+    out = []
+    for p in logits.float().softmax(-1).tolist():
+        best = max(range(len(labels)), key=p.__getitem__)
+        out.append(Classification(labels[best], p[best], p, list(labels)))
+    return out
+
+
+class Classifier:
+    """A fine-tuned classifier as a function of texts: the pipeline `minitf predict`, the demos
+    and the explorer use.
+
+        classify = Classifier.from_pretrained("/tmp/minitf-demo/best")
+        classify(["what a lovely day"])[0].label
+    """
+
+    def __init__(self, model: BertForSequenceClassification, tokenizer: Any, labels: list[str],
+                 device: torch.device | str = "cpu", batch_size: int = 128,
+                 max_length: int = 128):
+        self.model, self.tokenizer, self.labels = model, tokenizer, labels
+        self.device, self.batch_size, self.max_length = device, batch_size, max_length
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, attn_backend: str = "auto",
+                        device: torch.device | str = "cpu", adapter: str | Path | None = None,
+                        **settings: Any) -> Classifier:
+        model, tokenizer, labels = load_for_inference(directory, attn_backend, device, adapter)
+        return cls(model, tokenizer, labels, device, **settings)
+
+    def __call__(self, texts: list[str], pairs: list[str] | None = None
+                 ) -> list[Classification]:
+        return self.classify(D.Examples(list(texts), [None] * len(texts), pairs=pairs))
+
+    def classify(self, examples: D.Examples) -> list[Classification]:
+        """Every example of `examples` (labels, if any, are ignored), in their order."""
+        data = D.encode(examples, self.tokenizer, None, self.max_length)
+        logits = predict_logits(self.model, data, batch_size=self.batch_size,
+                                device=self.device)
+        return classifications(logits, self.labels)
 
 
 # ---------------------------------------------------------------------------------------------

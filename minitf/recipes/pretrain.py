@@ -29,9 +29,6 @@ Python:  from minitf.recipes.pretrain import PretrainConfig, pretrain
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +39,7 @@ import torch.nn.functional as F
 
 from minitf.data import mlm
 from minitf.errors import MinitfError
+from minitf.io import staged_files
 from minitf.model.bert import BertForMaskedLM, num_parameters
 from minitf.model.config import BertConfig
 from minitf.model.precision import pick_device
@@ -402,13 +400,8 @@ class Run:
         if not self.outputs.enabled:
             return
         out = self.outputs.directory
-        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
-        try:
+        with staged_files(out) as tmp:  # every file complete, then renamed in, config last
             self.save(tmp)
-            for file in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
-                os.replace(file, out / file.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         plot_pretraining(out / "metrics.jsonl", out / "training.png")
         self.progress.say(f"saved the model: {out} (config.json, model.safetensors, tokenizer); "
                           f"metrics: {out / 'metrics.jsonl'}")

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from minitf.errors import MinitfError
+from minitf.io import atomic_directory
 from minitf.model.bert import BertForSequenceClassification
 from minitf.model.config import BertConfig
 from minitf.model.freeze import FreezePlan
@@ -42,7 +43,6 @@ from minitf.model.lora import (
     merge_lora,
     spec_of,
 )
-from minitf.model.weights import atomic_directory
 from minitf.train.checkpoint import model_files
 
 ADAPTER_DIR = "adapter"  # fine-tuning's best/adapter and last/adapter

@@ -7,7 +7,7 @@ state, the data position (epoch, step) and the history so far, which is what `--
 to continue as if never stopped.
 
 Every checkpoint is written into a temporary sibling directory and renamed into place
-(minitf.model.weights.atomic_directory), so an interrupted write leaves the previous one intact.
+(minitf.io.atomic_directory), so an interrupted write leaves the previous one intact.
 `Outputs` is the one place a training run writes from (under data parallelism: rank 0).
 """
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from minitf.errors import MinitfError
-from minitf.model.weights import atomic_directory
+from minitf.io import atomic_directory
 
 STATE_FILE = "training_state.pt"
 

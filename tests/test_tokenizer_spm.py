@@ -354,14 +354,27 @@ def test_bad_settings_are_named(tmp_path):
 def test_an_existing_output_is_kept_unless_overwrite(tmp_path):
     corpus = write_lines(tmp_path / "c.txt", CORPUS)
     out = tmp_path / "out"
-    out.mkdir()
+    train_files([corpus], out, vocab_size=200)
+    assert (out / "minitf-run.json").is_file()
     (out / "keep.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(MinitfError, match="already exists and is not empty.*--overwrite"):
-        train_files([corpus], out, vocab_size=200)
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    train_files([corpus], out, vocab_size=200, overwrite=True)
+        train_files([corpus], out, vocab_size=210)
+    assert load_tokenizer(out).vocab_size == 200
+    train_files([corpus], out, vocab_size=220, overwrite=True)
     assert {"keep.txt", "spiece.model", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
-    assert load_tokenizer(out).vocab_size == 200 and not _leftovers(tmp_path)
+    assert load_tokenizer(out).vocab_size == 220 and not _leftovers(tmp_path)
+    assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_folder_minitf_did_not_make_is_refused_and_untouched(tmp_path):
+    corpus = write_lines(tmp_path / "c.txt", CORPUS)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(MinitfError, match=r"out is not empty and was not made by minitf.*"
+                                          r"keep.txt"):
+        train_files([corpus], out, vocab_size=200, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
 def test_table_input_reads_the_text_column(tmp_path):

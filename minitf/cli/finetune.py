@@ -111,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
     result = finetune(config_from_args(args))
     if result.interrupted:
         print("interrupted; the run can be continued with --resume", file=sys.stderr)
-        return 130
+        return 128 + (result.stop_signal or 2)  # 130 after Ctrl-C, 143 after SIGTERM
     return 0

@@ -76,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     result = pretrain(PretrainConfig(**{k: v for k, v in vars(args).items() if k in names}))
     if result.interrupted:
         print("interrupted; the run can be continued with --resume", file=sys.stderr)
-        return 130
+        return 128 + (result.stop_signal or 2)  # 130 after Ctrl-C, 143 after SIGTERM
     return 0

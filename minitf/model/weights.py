@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from minitf.errors import MinitfError
-from minitf.io import atomic_directory
+from minitf.io import atomic_directory, write_bytes
 from minitf.model.config import BertConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -238,5 +238,11 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> None:
              if name not in model.tied_weights}
     model.config.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     with atomic_directory(directory) as tmp:
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_safetensors(state, tmp / WEIGHTS_FILE)
         model.config.save(tmp, architecture=architecture)
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], file: str | Path) -> None:
+    """`tensors` as a safetensors file, written by minitf.io (so with the user's umask:
+    safetensors' own save_file creates its files mode 0600)."""
+    write_bytes(file, save(tensors, metadata={"format": "pt"}))

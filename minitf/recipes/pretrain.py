@@ -43,8 +43,9 @@ from minitf.io import staged_files
 from minitf.model.bert import BertForMaskedLM, num_parameters
 from minitf.model.config import BertConfig
 from minitf.model.precision import pick_device
+from minitf.run_folder import RunFolder
 from minitf.train import distributed
-from minitf.train.checkpoint import Outputs, check_writable, load_state, model_files
+from minitf.train.checkpoint import Outputs, load_state, model_files
 from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.optim import build_optimizer, linear_schedule
 from minitf.train.plots import plot_pretraining
@@ -109,6 +110,7 @@ class PretrainResult:
     total_steps: int = 0
     interrupted: bool = False
     train_seconds: float = 0.0
+    stop_signal: int = 0  # what interrupted it: signal.SIGINT (Ctrl-C) or SIGTERM
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,13 +178,15 @@ def check_compatible(tokenizer: Any, config: BertConfig, source: str, max_length
 
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run the recipe; under torchrun every process runs it, data-parallel."""
-    with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
-        return _pretrain(cfg, ctx)
+    with distributed.start(cfg.device, cfg.dist_timeout) as ctx, \
+            RunFolder(cfg.output, "pretrain", ctx.main) as folder:
+        return _pretrain(cfg, ctx, folder)
 
 
-def _pretrain(cfg: PretrainConfig, ctx: distributed.Context) -> PretrainResult:
+def _pretrain(cfg: PretrainConfig, ctx: distributed.Context,
+              folder: RunFolder) -> PretrainResult:
     progress = Progress(cfg.progress if ctx.main else "off")
-    out = Path(cfg.output)
+    out = folder.check(cfg.resume, cfg.overwrite, holds=("last", "config.json"))
     state = resume_state(cfg, out)
     check_settings(cfg)
     ctx.check_batch_size(cfg.batch_size)
@@ -196,7 +200,7 @@ def _pretrain(cfg: PretrainConfig, ctx: distributed.Context) -> PretrainResult:
     if state is not None and state["fingerprint"] != corpus.fingerprint:
         raise MinitfError(f"the --train files changed since {out / 'last'} was written; "
                           "--resume needs the same corpus")
-    out = check_writable(out)  # only now: bad input leaves nothing behind
+    out = folder.open()  # only now (created, marked, locked): bad input leaves nothing behind
     model.to(device)
     c = model.config
     progress.say(f"model: {c.num_hidden_layers} layers × {c.hidden_size} hidden, "
@@ -365,7 +369,8 @@ class Run:
                               f"{total / self.steps_per_epoch:.2f} passes over the corpus)")
         loop = trainer.run()
         result = PretrainResult(self.outputs.directory, loop.history, total_steps=total,
-                                interrupted=loop.interrupted, train_seconds=loop.train_seconds)
+                                interrupted=loop.interrupted, train_seconds=loop.train_seconds,
+                                stop_signal=loop.stop_signal)
         evaluated = [r["validation"] for r in loop.history if r.get("validation")]
         result.final = evaluated[-1] if evaluated else None
         if not loop.interrupted:
@@ -418,11 +423,8 @@ def describe(metrics: dict[str, Any]) -> str:
 
 
 def resume_state(cfg: PretrainConfig, out: Path) -> dict[str, Any] | None:
+    """With --resume, the state to continue (the folder was checked by RunFolder.check)."""
     if not cfg.resume:
-        if ((out / "last").exists() or (out / "config.json").exists()) and not cfg.overwrite:
-            raise MinitfError(f"{out} already holds a model or a pre-training run; pass --resume "
-                              "to continue an interrupted run, --overwrite to replace it, or "
-                              "choose another --output")
         return None
     state = load_state(out / "last")
     saved = state["config"]

@@ -34,7 +34,8 @@ from pathlib import Path
 import sentencepiece as spm
 
 from minitf.errors import MinitfError
-from minitf.io import atomic_directory
+from minitf.io import atomic_directory, is_temporary
+from minitf.run_folder import check_folder, is_minitf_folder, write_marker
 from minitf.tokenizers.sentencepiece import (
     MODEL_FILE,
     SPECIAL_IDS,
@@ -81,6 +82,8 @@ def train_sentencepiece(
                           "per line")
     coverage = character_coverage if character_coverage is not None else _coverage(documents)
     with atomic_directory(output) as staging:  # files of an existing --output are kept
+        if not is_minitf_folder(output):
+            write_marker(staging, "tokenizer train")
         _train(documents, staging, vocab_size, model_type, coverage, seed, source)
         tokenizer = SentencePieceTokenizer(staging / MODEL_FILE, do_lower_case=lowercase,
                                            keep_accents=not strip_accents)
@@ -118,9 +121,11 @@ def _check_settings(vocab_size: int, model_type: str, coverage: float | None) ->
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise MinitfError(f"{output} is a file; --output must name a directory")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
+    """A new or empty folder, or one minitf made (minitf/run_folder.py); a non-empty one only
+    with `overwrite` (its tokenizer files are replaced, anything else in it kept)."""
+    check_folder(output)
+    if output.is_dir() and any(not is_temporary(e.name) for e in output.iterdir()) \
+            and not overwrite:
         raise MinitfError(f"{output} already exists and is not empty; choose another "
                           "--output, or pass --overwrite to replace its tokenizer files")
 

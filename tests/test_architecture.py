@@ -21,7 +21,7 @@ import pytest
 from minitf.cli import COMMANDS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minitf"
-BASE = {"errors", "paths", "io"}
+BASE = {"errors", "paths", "io", "run_folder"}
 # room → the rooms it may import (besides itself and BASE)
 ALLOWED = {
     "kernels": set(),

@@ -145,11 +145,10 @@ def test_a_masked_lm_page_carries_the_fill_mask_predictions(masked_lm_dir: Path)
 
 def test_a_sentencepiece_model_page(tmp_path: Path) -> None:
     training = pytest.importorskip("minitf.tokenizers.training")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(f"the cat sat on mat number {i} and the dog ran." for i in
-                                range(300)) + "\n我喜欢猫。\n", encoding="utf-8")
+    corpus = [f"the cat sat on mat number {i} and the dog ran." for i in range(300)]
     directory = tmp_path / "spm-model"
-    training.train_sentencepiece([corpus], directory, vocab_size=60, model_type="bpe")
+    training.train_sentencepiece([*corpus, "我喜欢猫。"], directory, vocab_size=60,
+                                 model_type="bpe")
     from minitf.tokenizers.wordpiece import load_tokenizer
     tokenizer = load_tokenizer(directory)
     torch.manual_seed(3)
@@ -207,9 +206,11 @@ def test_the_command_writes_the_page(encoder_dir: Path, tmp_path: Path,
     data = json.loads(out.read_text().split('type="application/json">')[1].split("</script>")[0])
     assert data["n"] == 24 and data["mask"][-1] == 0 and data["tokens"][-1] == "[PAD]"
     assert data["start"] == {"layer": 1}  # --layer -1 (the default): the last layer, all heads
-    rc = main(["attention", "--model", str(encoder_dir), "--text", TEXT, "--html", str(out),
-               "--layer", "0", "--head", "-1"])
-    assert rc == 0 and '"start":{"layer":0,"heads":[3]}' in out.read_text()
+    again = ["attention", "--model", str(encoder_dir), "--text", TEXT, "--html", str(out),
+             "--layer", "0", "--head", "-1"]
+    assert main(again) == 2 and "already exists; pass --overwrite" in capsys.readouterr().err
+    assert main([*again, "--overwrite"]) == 0
+    assert '"start":{"layer":0,"heads":[3]}' in out.read_text()
 
 
 def test_the_command_refuses_a_head_that_does_not_exist(encoder_dir: Path, tmp_path: Path,

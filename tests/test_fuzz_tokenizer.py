@@ -31,10 +31,9 @@ def base_dirs(root: Path) -> list[dict[str, bytes]]:
     (0.5 s to train), and of MiniLM's real tokenizer if installed."""
     Tokenizer(SPECIALS + WORDS).save_pretrained(root / "tiny")
     rng = random.Random(0)
-    corpus = root / "corpus.txt"
-    corpus.write_text("".join(" ".join(rng.choices(WORDS[:5] + WORDS[-1:] + ["très", "好"], k=8))
-                              + "\n" for _ in range(300)), encoding="utf-8")
-    train_sentencepiece([corpus], root / "spm", vocab_size=30)
+    corpus = [" ".join(rng.choices(WORDS[:5] + WORDS[-1:] + ["très", "好"], k=8))
+              for _ in range(300)]
+    train_sentencepiece(corpus, root / "spm", vocab_size=30)
     dirs = [root / "tiny", root / "spm"]
     if packaged_model_dir() is not None:
         dirs.append(packaged_model_dir())

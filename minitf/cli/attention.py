@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(head view, model view, matrix, and the math of one query)")
     parser.add_argument("--pad-to", type=int, metavar="N",
                         help="--html only: append [PAD] tokens up to N, to see the mask at work")
+    O.add_options(parser, [O.OVERWRITE.but(
+        help="replace an existing --output image or --html page (else an existing file is an "
+        "error)")])
     parser.add_argument("--dpi", type=int, default=120, help="resolution of a .png (default 120)")
 
 
@@ -64,7 +67,7 @@ def write_page(args: argparse.Namespace) -> None:
               file=sys.stderr)
     layers, heads, n, _ = data.q.shape
     data.start = start_view(args.layer, args.head, layers, heads)
-    size = write_explorer(data, args.html)
+    size = write_explorer(data, args.html, args.overwrite)
     print(f"{n} tokens: {' '.join(data.tokens)}")
     print(f"model: {data.kind}, {layers} layers × {heads} heads")
     print(f"wrote {args.html} ({size / 1e6:.2f} MB, self-contained; open it in a browser)")
@@ -98,7 +101,8 @@ def write_image(args: argparse.Namespace) -> None:
         title = title[:107] + "..."
     draw_attention(maps.weights, maps.tokens, _index_or_word(args.layer),
                    _index_or_word(args.head), path=output, title=title,
-                   token_type_ids=maps.token_type_ids, dpi=args.dpi)
+                   token_type_ids=maps.token_type_ids, dpi=args.dpi,
+                   overwrite=args.overwrite)
     print(f"{n} tokens: {' '.join(maps.tokens)}")
     print(f"model: {directory} ({n_layers} layers × {n_heads} heads)")
     print(f"wrote {output} (layer {args.layer}, head {args.head})")

@@ -19,11 +19,11 @@ from minitf.tasks import classify as inference
 
 
 def run_recipe(recipe: Callable[[Any], Any], config: Any) -> int:
-    """Run a recipe; an interrupted (saved) run exits 130, like Ctrl-C."""
+    """Run a recipe; an interrupted (saved) run exits 130 after Ctrl-C, 143 after SIGTERM."""
     result = recipe(config)
     if result.interrupted:
         print("interrupted; the run can be continued with --resume", file=sys.stderr)
-        return 130
+        return 128 + (result.stop_signal or 2)
     return 0
 
 

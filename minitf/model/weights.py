@@ -10,21 +10,18 @@ wrong shape is reported by name, all at once, in one error.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from minitf.errors import MinitfError
+from minitf.io import atomic_directory, write_bytes
 from minitf.model.config import BertConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -243,40 +240,8 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> None:
              if name not in model.tied_weights}
     model.config.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     with atomic_directory(directory) as tmp:
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_safetensors(state, tmp / WEIGHTS_FILE)
         model.config.save(tmp, architecture=architecture)
-
-
-@contextmanager
-def atomic_directory(directory: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary directory; on success it replaces `directory` in one rename.
-
-    Files already in `directory` that the writer did not produce (e.g. tokenizer files, or a
-    user's notes) are carried over, so saving a model into its own directory keeps them.
-    """
-    target = Path(directory)
-    parent = target.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
-    except OSError as exc:
-        raise MinitfError(f"cannot write to {parent} ({exc.strerror}); choose a writable "
-                          "output directory") from None
-    try:
-        yield tmp
-        if target.is_dir():
-            for old in target.iterdir():
-                if not (tmp / old.name).exists() and old.is_file():
-                    shutil.copy2(old, tmp / old.name)
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-            os.replace(target, trash / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def model_files(model: nn.Module, tokenizer: Any = None) -> Callable[[Path], None]:
@@ -287,3 +252,9 @@ def model_files(model: nn.Module, tokenizer: Any = None) -> Callable[[Path], Non
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
     return write
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], file: str | Path) -> None:
+    """`tensors` as a safetensors file, written by minitf.io (so with the user's umask:
+    safetensors' own save_file creates its files mode 0600)."""
+    write_bytes(file, save(tensors, metadata={"format": "pt"}))

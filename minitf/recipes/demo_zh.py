@@ -129,6 +129,7 @@ class Timer:
 def train_tokenizer(corpus: Path, directory: Path, cfg: DemoZhConfig, say: Timer) -> Path:
     """SentencePiece on the pre-training text; a tokenizer left by an earlier run of the demo
     in the same directory is reused (delete it to train again)."""
+    from minitf.data.text import read_documents
     from minitf.tokenizers.training import train_sentencepiece
     from minitf.tokenizers.wordpiece import load_tokenizer
 
@@ -136,8 +137,9 @@ def train_tokenizer(corpus: Path, directory: Path, cfg: DemoZhConfig, say: Timer
             load_tokenizer(directory).vocab_size == cfg.vocab_size:
         say(f"tokenizer: reusing {directory} (delete it to train a new one)")
         return directory
-    result = train_sentencepiece([corpus], directory, vocab_size=cfg.vocab_size,
-                                 model_type="unigram", overwrite=True, seed=cfg.seed)
+    result = train_sentencepiece(read_documents(corpus), directory, vocab_size=cfg.vocab_size,
+                                 model_type="unigram", overwrite=True, seed=cfg.seed,
+                                 source=str(corpus))
     say(f"tokenizer: {result.vocab_size} pieces, character coverage "
         f"{result.character_coverage}, trained in {result.seconds:.0f} s")
     return directory

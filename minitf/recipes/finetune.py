@@ -44,11 +44,12 @@ from minitf.model.precision import pick_device
 from minitf.model.weights import model_files
 from minitf.paths import resolve_model_dir
 from minitf.recipes import options as O
+from minitf.run_folder import RunFolder
 from minitf.tasks import classify as inference
 from minitf.tasks.metrics import format_report, majority_baseline, mean_baseline
 from minitf.tasks.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
 from minitf.train import distributed
-from minitf.train.checkpoint import Outputs, check_writable, load_state
+from minitf.train.checkpoint import Outputs
 from minitf.train.freeze import PrefixCache
 from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.optim import build_optimizer, linear_schedule
@@ -121,6 +122,7 @@ class FinetuneResult:
     test: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
     interrupted: bool = False
+    stop_signal: int = 0  # what interrupted it: signal.SIGINT (Ctrl-C) or SIGTERM
     train_seconds: float = 0.0
     label_names: list[str] = field(default_factory=list)
 
@@ -128,14 +130,16 @@ class FinetuneResult:
 def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
     """Run the recipe. `tokenizer` defaults to the model directory's (inference.load_tokenizer).
     Under torchrun every process runs it, data-parallel (minitf/train/distributed.py)."""
-    with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
-        return _finetune(cfg, tokenizer, ctx)
+    with distributed.start(cfg.device, cfg.dist_timeout) as ctx, \
+            RunFolder(cfg.output, "finetune", ctx.main) as folder:
+        return _finetune(cfg, tokenizer, ctx, folder)
 
 
-def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> FinetuneResult:
+def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
+              folder: RunFolder) -> FinetuneResult:
     progress = Progress(cfg.progress if ctx.main else "off")  # rank 0 alone prints and writes
     check_config(cfg)
-    out, state = open_output(cfg)
+    out, state = open_output(cfg, folder)
     ctx.check_batch_size(cfg.batch_size)
     device = ctx.local_device(pick_device(cfg.device))
     torch.manual_seed(cfg.seed)
@@ -178,6 +182,7 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context) -> 
                      f"step {state['position'][1]}")
     loop = trainer.run()
     result = FinetuneResult(out, loop.history, interrupted=loop.interrupted,
+                            stop_signal=loop.stop_signal,
                             train_seconds=loop.train_seconds, label_names=splits.labels)
     if loop.interrupted:
         return result
@@ -222,21 +227,12 @@ def check_config(cfg: FinetuneConfig) -> None:
                           "(e.g. --lora 8) to train adapters, or drop them")
 
 
-def open_output(cfg: FinetuneConfig) -> tuple[Path, dict[str, Any] | None]:
-    """The output directory (proved writable) and, with --resume, the state to continue."""
-    out = check_writable(cfg.output)
-    if not cfg.resume:
-        if (out / "last").exists() and not cfg.overwrite:
-            raise MinitfError(f"{out} already holds a fine-tuning run; pass --resume to "
-                              "continue it, --overwrite to start again there, or choose "
-                              "another --output")
-        return out, None
-    state = load_state(out / "last")
-    mismatched = O.resume_mismatches(cfg, state["config"])
-    if mismatched:
-        raise MinitfError(f"{out / 'last'} was trained with other settings; --resume "
-                          "continues the same run only:\n  " + "\n  ".join(mismatched))
-    return out, state
+def open_output(cfg: FinetuneConfig, folder: RunFolder) -> tuple[Path, dict[str, Any] | None]:
+    """The output folder (minitf's, created, marked and locked: minitf/run_folder.py) and,
+    with --resume, the state to continue."""
+    folder.check(cfg.resume, cfg.overwrite, holds=("last",))
+    out = folder.open()
+    return out, O.resume_state(cfg, out)
 
 
 def schedule(cfg: FinetuneConfig) -> Schedule:

@@ -19,6 +19,7 @@ import argparse
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from minitf.data.examples import FORMATS, LABEL_COLUMNS, TEXT_COLUMNS
@@ -316,6 +317,20 @@ def check_config(cfg: Any) -> None:
     """Each option's own check (cross-option rules stay with the recipe)."""
     for option in options_of(cfg):
         option.validate(getattr(cfg, option.name))
+
+
+def resume_state(cfg: Any, out: Path) -> dict[str, Any] | None:
+    """With --resume, the training state in `out`/last, refused (naming each setting) when a
+    resume option differs from the run that wrote it; None without --resume."""
+    if not cfg.resume:
+        return None
+    from minitf.train.checkpoint import load_state  # only recipes that train get here
+    state = load_state(out / "last")
+    mismatched = resume_mismatches(cfg, state["config"])
+    if mismatched:
+        raise MinitfError(f"{out / 'last'} was trained with other settings; --resume "
+                          "continues the same run only:\n  " + "\n  ".join(mismatched))
+    return state
 
 
 def resume_mismatches(cfg: Any, saved: dict[str, Any]) -> list[str]:

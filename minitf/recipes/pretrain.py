@@ -29,9 +29,6 @@ Python:  from minitf.recipes.pretrain import PretrainConfig, pretrain
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,13 +38,15 @@ import torch
 
 from minitf.data import mlm
 from minitf.errors import MinitfError
+from minitf.io import staged_files
 from minitf.model.bert import BertForMaskedLM, num_parameters
 from minitf.model.config import SHAPES, BertConfig
 from minitf.model.precision import pick_device
 from minitf.model.weights import model_files
 from minitf.recipes import options as O
+from minitf.run_folder import RunFolder
 from minitf.train import distributed
-from minitf.train.checkpoint import Outputs, check_writable, load_state
+from minitf.train.checkpoint import Outputs
 from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.optim import build_optimizer, linear_schedule
 from minitf.train.plots import plot_pretraining
@@ -114,6 +113,7 @@ class PretrainResult:
     total_steps: int = 0
     interrupted: bool = False
     train_seconds: float = 0.0
+    stop_signal: int = 0  # what interrupted it: signal.SIGINT (Ctrl-C) or SIGTERM
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,14 +181,16 @@ def check_compatible(tokenizer: Any, config: BertConfig, source: str, max_length
 
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run the recipe; under torchrun every process runs it, data-parallel."""
-    with distributed.start(cfg.device, cfg.dist_timeout) as ctx:
-        return _pretrain(cfg, ctx)
+    with distributed.start(cfg.device, cfg.dist_timeout) as ctx, \
+            RunFolder(cfg.output, "pretrain", ctx.main) as folder:
+        return _pretrain(cfg, ctx, folder)
 
 
-def _pretrain(cfg: PretrainConfig, ctx: distributed.Context) -> PretrainResult:
+def _pretrain(cfg: PretrainConfig, ctx: distributed.Context,
+              folder: RunFolder) -> PretrainResult:
     progress = Progress(cfg.progress if ctx.main else "off")
-    out = Path(cfg.output)
-    state = resume_state(cfg, out)
+    out = folder.check(cfg.resume, cfg.overwrite, holds=("last", "config.json"))
+    state = O.resume_state(cfg, out)
     check_settings(cfg)
     ctx.check_batch_size(cfg.batch_size)
     device = ctx.local_device(pick_device(cfg.device))
@@ -201,7 +203,7 @@ def _pretrain(cfg: PretrainConfig, ctx: distributed.Context) -> PretrainResult:
     if state is not None and state["fingerprint"] != corpus.fingerprint:
         raise MinitfError(f"the --train files changed since {out / 'last'} was written; "
                           "--resume needs the same corpus")
-    out = check_writable(out)  # only now: bad input leaves nothing behind
+    out = folder.open()  # only now (created, marked, locked): bad input leaves nothing behind
     model.to(device)
     c = model.config
     progress.say(f"model: {c.num_hidden_layers} layers × {c.hidden_size} hidden, "
@@ -370,7 +372,8 @@ class Run:
                               f"{total / self.steps_per_epoch:.2f} passes over the corpus)")
         loop = trainer.run()
         result = PretrainResult(self.outputs.directory, loop.history, total_steps=total,
-                                interrupted=loop.interrupted, train_seconds=loop.train_seconds)
+                                interrupted=loop.interrupted, train_seconds=loop.train_seconds,
+                                stop_signal=loop.stop_signal)
         evaluated = [r["validation"] for r in loop.history if r.get("validation")]
         result.final = evaluated[-1] if evaluated else None
         if not loop.interrupted:
@@ -405,13 +408,8 @@ class Run:
         if not self.outputs.enabled:
             return
         out = self.outputs.directory
-        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
-        try:
+        with staged_files(out) as tmp:  # every file complete, then renamed in, config last
             self.save(tmp)
-            for file in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
-                os.replace(file, out / file.name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         plot_pretraining(out / "metrics.jsonl", out / "training.png")
         self.progress.say(f"saved the model: {out} (config.json, model.safetensors, tokenizer); "
                           f"metrics: {out / 'metrics.jsonl'}")
@@ -425,21 +423,6 @@ class Run:
 def describe(metrics: dict[str, Any]) -> str:
     return (f"masked loss {metrics['loss']:.4f}, accuracy {metrics['accuracy']:.4f}, "
             f"perplexity {metrics['perplexity']:.1f}")
-
-
-def resume_state(cfg: PretrainConfig, out: Path) -> dict[str, Any] | None:
-    if not cfg.resume:
-        if ((out / "last").exists() or (out / "config.json").exists()) and not cfg.overwrite:
-            raise MinitfError(f"{out} already holds a model or a pre-training run; pass --resume "
-                              "to continue an interrupted run, --overwrite to replace it, or "
-                              "choose another --output")
-        return None
-    state = load_state(out / "last")
-    mismatched = O.resume_mismatches(cfg, state["config"])
-    if mismatched:
-        raise MinitfError(f"{out / 'last'} was trained with other settings; --resume "
-                          "continues the same run only:\n  " + "\n  ".join(mismatched))
-    return state
 
 
 def check_settings(cfg: PretrainConfig) -> None:

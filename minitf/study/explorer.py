@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 
 from minitf.errors import MinitfError
+from minitf.io import write_bytes
 from minitf.paths import PACKAGED, packaged_model_dir, resolve_model_dir
 from minitf.study.heatmaps import unknown_words
 
@@ -345,17 +346,10 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_explorer(data: ExplorerData, path: str | Path) -> int:
-    """Write the page to `path` (whole or not at all: a temp file, then a rename); its size."""
+def write_explorer(data: ExplorerData, path: str | Path, overwrite: bool = False) -> int:
+    """Write the page to `path` (whole or not at all: minitf.io.write_bytes); its size.
+    An existing file is replaced only with `overwrite=True`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     html = render_html(data, doc_links(path)).encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open() keeps the umask's mode
-    try:
-        with open(tmp, "wb") as f:
-            f.write(html)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes(path, html, overwrite)
     return len(html)

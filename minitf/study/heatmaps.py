@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minitf.errors import MinitfError
+from minitf.io import atomic_file
 from minitf.paths import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -317,13 +318,15 @@ def _axis_choice(choice: int | str, size: int, what: str):  # noqa: ANN202 - ret
 def draw_attention(weights: torch.Tensor, tokens: Sequence[str], layer: int | str = -1,
                    head: int | str = "all", path: str | Path | None = None,
                    title: str | None = None, token_type_ids: Sequence[int] | None = None,
-                   annotate: bool | None = None, dpi: int = 120) -> Figure:
+                   annotate: bool | None = None, dpi: int = 120,
+                   overwrite: bool = True) -> Figure:
     """Heat-maps of attention weights (layers, heads, N, N), one panel per selected matrix.
 
     Rows are queries, columns keys, both labelled with `tokens`. A line separates the text from
     its pair when `token_type_ids` are given. Cells show their value when there is a single
     panel of at most 16 tokens (or `annotate=True`). Saves to `path` when given (the format
-    follows the suffix: .png, .svg, .pdf) and returns the matplotlib Figure.
+    follows the suffix: .png, .svg, .pdf; atomically, an existing file only if `overwrite`)
+    and returns the matplotlib Figure.
     """
     try:
         from matplotlib import rc_context
@@ -369,8 +372,8 @@ def draw_attention(weights: torch.Tensor, tokens: Sequence[str], layer: int | st
         if title:
             fig.suptitle(font.label(title), fontsize=12)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path)
+            with atomic_file(path, overwrite) as tmp:
+                fig.savefig(tmp, format=Path(path).suffix[1:].lower() or "png")
     return fig
 
 

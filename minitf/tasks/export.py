@@ -27,8 +27,6 @@ portable. int8 for ONNX Runtime: onnxruntime.quantization.quantize_dynamic on th
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -36,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from minitf.errors import MinitfError
+from minitf.io import atomic_file
 from minitf.model.bert import BertForSequenceClassification, BertModel
 
 OPSET = 17
@@ -87,11 +86,12 @@ def output_names(model: nn.Module) -> tuple[str, ...]:
 
 
 def export_onnx(model: BertModel | BertForSequenceClassification | str | Path,
-                output: str | Path, opset: int = OPSET) -> Path:
+                output: str | Path, opset: int = OPSET, overwrite: bool = False) -> Path:
     """Write `model` (a module, or a model directory) to the ONNX file `output`; returns it.
 
-    The file appears only when complete (written next to it under a temporary name, then
-    renamed), so a failed export never leaves a half-written file behind.
+    The file appears only when complete (minitf.io.atomic_file: written next to it under a
+    temporary name, then renamed), so a failed export never leaves a half-written file
+    behind. An existing `output` is replaced only with `overwrite=True`.
     """
     if isinstance(model, (str, Path)):
         model = load_for_export(model)
@@ -105,6 +105,9 @@ def export_onnx(model: BertModel | BertForSequenceClassification | str | Path,
                           f"{output / 'model.onnx'}")
     if not output.parent.is_dir():
         raise MinitfError(f"--output {output}: the directory {output.parent} does not exist")
+    if output.exists() and not overwrite:
+        raise MinitfError(f"--output {output} already exists; pass --overwrite to replace it, "
+                          "or choose another file name")
     if next(model.parameters()).dtype != torch.float32:
         raise MinitfError("export needs an fp32 model (load it without dtype=, or .float() it)")
 
@@ -119,20 +122,13 @@ def export_onnx(model: BertModel | BertForSequenceClassification | str | Path,
     axes.update({name: ({0: "batch", 1: "sequence"} if name == "last_hidden_state"
                         else {0: "batch"}) for name in names})
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # The tracer warns about the input checks' Python ints and the padding test: both
-            # are value checks, not shapes, and the graph keeps the general (padded) path.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, example, tmp, input_names=list(INPUTS),
-                              output_names=list(names), dynamic_axes=axes,
-                              opset_version=opset, dynamo=False, do_constant_folding=True)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(output, overwrite) as tmp, warnings.catch_warnings(), torch.no_grad():
+        # The tracer warns about the input checks' Python ints and the padding test: both
+        # are value checks, not shapes, and the graph keeps the general (padded) path.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, example, str(tmp), input_names=list(INPUTS),
+                          output_names=list(names), dynamic_axes=axes,
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
     return output
 
 

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from minitf.errors import MinitfError
+from minitf.io import atomic_directory
 from minitf.model.bert import BertForSequenceClassification
 from minitf.model.config import BertConfig
 from minitf.model.freeze import FreezePlan
@@ -42,7 +43,7 @@ from minitf.model.lora import (
     merge_lora,
     spec_of,
 )
-from minitf.model.weights import atomic_directory, model_files
+from minitf.model.weights import model_files, save_safetensors
 
 ADAPTER_DIR = "adapter"  # fine-tuning's best/adapter and last/adapter
 CONFIG_FILE = "adapter_config.json"
@@ -72,7 +73,7 @@ def save_peft_adapter(model: BertForSequenceClassification, directory: str | Pat
               "use_rslora": False, "init_lora_weights": True, "inference_mode": True,
               "base_model_name_or_path": base_model, **target_fields(model, spec)}
     with atomic_directory(directory) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_safetensors(tensors, tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
 

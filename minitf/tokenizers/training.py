@@ -1,11 +1,14 @@
 """Train a SentencePiece tokenizer for a BERT model from plain text.
 
-    result = train_sentencepiece(["reviews.txt"], "tok/", vocab_size=8000)
+    documents = read_documents(["reviews.txt"])   # minitf.data.text: the one corpus reader
+    result = train_sentencepiece(documents, "tok/", vocab_size=8000)
     tok = load_tokenizer("tok/")      # minitf; transformers' AutoTokenizer loads it too
 
-Input: plain text, one document per line, or CSV/TSV/JSONL (read by minitf.data.examples, the
-text column given or guessed). The corpus is prenormalised exactly as the tokenizer will see
-text (quotes, optional lower-casing / accent stripping), then SentencePiece learns the pieces.
+Input: the documents, as strings. Files are read by the caller with
+minitf.data.text.read_documents (plain text, one document per line, or a CSV/TSV/JSONL text
+column), the reader `minitf pretrain` uses too, so both see the same documents. The corpus is
+prenormalised exactly as the tokenizer will see text (quotes, optional lower-casing / accent
+stripping), then SentencePiece learns the pieces.
 
 BERT's special tokens get fixed ids, [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, as control
 pieces: SentencePiece never produces them from text; minitf and transformers cut them out
@@ -15,23 +18,24 @@ Character coverage: the share of the corpus's characters that get their own piec
 become [UNK]). Chinese has thousands of characters, so the default there is 0.9995 (the
 rarest 0.05% of characters are dropped); for other text it is 1.0 (every character kept).
 
-The output directory is built in a temporary folder next to it and renamed into place, so
-an error or Ctrl-C never leaves a half-written tokenizer.
+The output directory is built in a temporary folder next to it and renamed into place
+(minitf.io.atomic_directory), so an error or Ctrl-C never leaves a half-written tokenizer.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
 
 from minitf.errors import MinitfError
+from minitf.io import atomic_directory, is_temporary
+from minitf.run_folder import check_folder, is_minitf_folder, write_marker
 from minitf.tokenizers.sentencepiece import (
     MODEL_FILE,
     SPECIAL_IDS,
@@ -40,7 +44,6 @@ from minitf.tokenizers.sentencepiece import (
 )
 
 MODEL_TYPES = ("unigram", "bpe")
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
 CJK_COVERAGE, DEFAULT_COVERAGE = 0.9995, 1.0
 _CJK_SHARE = 0.3  # at least this share of the letters in CJK ideographs → CJK_COVERAGE
 _MAX_SENTENCE_BYTES = 1 << 16  # SentencePiece skips longer sentences...
@@ -58,81 +61,42 @@ class TrainResult:
     seconds: float
 
 
-def read_corpus(paths: Sequence[str | os.PathLike], text_column: str | None = None,
-                encoding_errors: str = "strict", skip_bad_rows: bool = False) -> list[str]:
-    """The non-empty documents of every file: lines of a text file, or the text column of a
-    CSV/TSV/JSONL file (its text pair too, if it has one)."""
-    if not paths:
-        raise MinitfError("no input files; pass --input FILE [FILE ...]")
-    documents: list[str] = []
-    for path in map(Path, paths):
-        found = (_table_texts(path, text_column, encoding_errors, skip_bad_rows)
-                 if path.suffix.lower() in TABLE_SUFFIXES else _lines(path, encoding_errors))
-        if not found:
-            raise MinitfError(f"{path}: no text in it (every line is empty); "
-                              "give a file with one document per line")
-        documents += found
-    return documents
-
-
 def train_sentencepiece(
-    inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, vocab_size: int = 8000,
+    documents: Iterable[str], output: str | os.PathLike, *, vocab_size: int = 8000,
     model_type: str = "unigram", lowercase: bool = False, strip_accents: bool = False,
-    character_coverage: float | None = None, text_column: str | None = None,
-    encoding_errors: str = "strict", skip_bad_rows: bool = False, overwrite: bool = False,
-    seed: int = 0,
+    character_coverage: float | None = None, overwrite: bool = False, seed: int = 0,
+    source: str = "the documents",
 ) -> TrainResult:
-    """Train on `inputs` and write the tokenizer directory `output`; see the module docstring.
-    `character_coverage` None picks CJK_COVERAGE for mostly-Chinese text, else 1.0."""
+    """Train on `documents` and write the tokenizer directory `output`; see the module
+    docstring. `character_coverage` None picks CJK_COVERAGE for mostly-Chinese text, else 1.0.
+    `source` names the corpus in error messages (the files it was read from)."""
     start = time.perf_counter()
     output = Path(output)
     _check_settings(vocab_size, model_type, character_coverage)
     _check_output(output, overwrite)
-    documents = [prenormalize(d, lowercase, not strip_accents)
-                 for d in read_corpus(inputs, text_column, encoding_errors, skip_bad_rows)]
+    if isinstance(documents, (str, bytes, os.PathLike)):
+        documents = [documents]  # one string is one document (a path is refused below)
+    documents = [_document(d, lowercase, strip_accents) for d in documents]
+    if not documents:
+        raise MinitfError(f"{source}: no documents to train on; give text with one document "
+                          "per line")
     coverage = character_coverage if character_coverage is not None else _coverage(documents)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.parent / f".{output.name}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run of this process id
-    staging.mkdir()
-    try:
-        _train(documents, staging, vocab_size, model_type, coverage, seed, inputs)
+    with atomic_directory(output) as staging:  # files of an existing --output are kept
+        if not is_minitf_folder(output):
+            write_marker(staging, "tokenizer train")
+        _train(documents, staging, vocab_size, model_type, coverage, seed, source)
         tokenizer = SentencePieceTokenizer(staging / MODEL_FILE, do_lower_case=lowercase,
                                            keep_accents=not strip_accents)
         tokenizer.save_pretrained(staging)
-        _publish(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return TrainResult(output, tokenizer.vocab_size, len(documents),
                        sum(map(len, documents)), coverage, time.perf_counter() - start)
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def _lines(path: Path, encoding_errors: str) -> list[str]:
-    if not path.is_file():
-        raise MinitfError(f"{path}: no such file")
-    data = path.read_bytes()
-    if b"\0" in data[:1 << 16]:
-        raise MinitfError(f"{path} looks binary (it has NUL bytes), not text; give a UTF-8 "
-                          "text file with one document per line")
-    try:
-        text = data.decode("utf-8-sig", encoding_errors)
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise MinitfError(f"{path}:{line}: bytes that are not valid UTF-8; convert the file "
-                          "to UTF-8, or pass --encoding-errors replace") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def _table_texts(path: Path, text_column: str | None, encoding_errors: str,
-                 skip_bad_rows: bool) -> list[str]:
-    from minitf.data.examples import read_examples
-
-    examples = read_examples(path, text_column, require_labels=False,
-                             encoding_errors=encoding_errors, skip_bad_rows=skip_bad_rows)
-    return [*examples.texts, *(examples.pairs or [])]
+def _document(text: str, lowercase: bool, strip_accents: bool) -> str:
+    if not isinstance(text, str):
+        raise MinitfError(f"train_sentencepiece takes documents (strings), got {text!r:.60}; "
+                          "read files with minitf.data.text.read_documents")
+    return prenormalize(text, lowercase, not strip_accents)
 
 
 def _coverage(documents: list[str]) -> float:
@@ -157,15 +121,17 @@ def _check_settings(vocab_size: int, model_type: str, coverage: float | None) ->
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise MinitfError(f"{output} is a file; --output must name a directory")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
+    """A new or empty folder, or one minitf made (minitf/run_folder.py); a non-empty one only
+    with `overwrite` (its tokenizer files are replaced, anything else in it kept)."""
+    check_folder(output)
+    if output.is_dir() and any(not is_temporary(e.name) for e in output.iterdir()) \
+            and not overwrite:
         raise MinitfError(f"{output} already exists and is not empty; choose another "
                           "--output, or pass --overwrite to replace its tokenizer files")
 
 
 def _train(documents: list[str], folder: Path, vocab_size: int, model_type: str,
-           coverage: float, seed: int, inputs: Sequence[str | os.PathLike]) -> None:
+           coverage: float, seed: int, source: str) -> None:
     """Run the SentencePiece trainer; its errors become MinitfErrors naming the input."""
     names = {name: token for name, (token, _) in SPECIAL_IDS.items()}
     spm.set_random_generator_seed(seed)
@@ -184,7 +150,7 @@ def _train(documents: list[str], folder: Path, vocab_size: int, model_type: str,
             num_threads=max(1, min(8, os.cpu_count() or 1)), minloglevel=2,
         )
     except RuntimeError as e:
-        raise MinitfError(_explain(str(e), vocab_size, ", ".join(map(str, inputs)))) from None
+        raise MinitfError(_explain(str(e), vocab_size, source)) from None
 
 
 def _explain(message: str, vocab_size: int, source: str) -> str:
@@ -200,18 +166,3 @@ def _explain(message: str, vocab_size: int, source: str) -> str:
                 "distinct characters the corpus needs; pass a larger --vocab-size (at least "
                 f"{int(too_few.group(2)) + 100}) or a lower --character-coverage (e.g. 0.995)")
     return f"{source}: SentencePiece could not train on this corpus: {message.strip()}"
-
-
-def _publish(staging: Path, output: Path) -> None:
-    """Move the finished files into `output`: one rename of the folder when `output` is new
-    or empty, else one atomic rename per file (so readers never see a mix of two)."""
-    try:
-        if output.is_dir() and not any(output.iterdir()):
-            output.rmdir()
-        if not output.exists():
-            os.replace(staging, output)
-            return
-        for file in staging.iterdir():
-            os.replace(file, output / file.name)
-    except OSError as e:
-        raise MinitfError(f"cannot write the tokenizer to {output}: {e}") from e

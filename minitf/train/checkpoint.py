@@ -7,15 +7,13 @@ state, the data position (epoch, step) and the history so far, which is what `--
 to continue as if never stopped.
 
 Every checkpoint is written into a temporary sibling directory and renamed into place
-(minitf.model.weights.atomic_directory), so an interrupted write leaves the previous one intact.
+(minitf.io.atomic_directory), so an interrupted write leaves the previous one intact.
 `Outputs` is the one place a training run writes from (under data parallelism: rank 0).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,23 +21,11 @@ from typing import Any
 import torch
 
 from minitf.errors import MinitfError
-from minitf.model.weights import atomic_directory
+from minitf.io import atomic_directory, open_append, refuse_symlink, write_text
 
 STATE_FILE = "training_state.pt"
 
 
-def check_writable(directory: str | Path) -> Path:
-    """Create `directory` if needed and prove a file can be written there — before training."""
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise MinitfError(f"cannot write to the output directory {directory} "
-                          f"({exc.strerror}); choose a writable --output") from None
-    return directory
 
 
 def save_checkpoint(directory: str | Path, write: Callable[[Path], None],
@@ -88,13 +74,14 @@ class Outputs:
         """Keep the first `lines` records (those the resumed checkpoint had seen)."""
         if not self.enabled:
             return
+        refuse_symlink(self.metrics)
         kept = self.metrics.read_text().splitlines()[:lines] if self.metrics.exists() else []
-        self.metrics.write_text("".join(line + "\n" for line in kept))
+        write_text(self.metrics, "".join(line + "\n" for line in kept))
         self.lines = len(kept)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.enabled:
-            with self.metrics.open("a") as f:
+            with open_append(self.metrics) as f:  # never through a symlink
                 f.write(json.dumps(record) + "\n")
             self.lines += 1
 

@@ -109,6 +109,7 @@ class LoopResult:
     interrupted: bool
     train_seconds: float
     global_step: int
+    stop_signal: int = 0  # the signal that interrupted the run (SIGINT, SIGTERM), else 0
 
 
 class Clock:
@@ -173,7 +174,8 @@ class Trainer:
             self.progress.say(f"early stopping: no improvement in {self.schedule.patience} "
                               "evaluations")
         return LoopResult(self.state.history, self.state.best, interrupted,
-                          self.clock.seconds, self.state.global_step)
+                          self.clock.seconds, self.state.global_step,
+                          request.signal if interrupted else 0)
 
     def _finished(self) -> bool:
         s, st = self.schedule, self.state

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from minitf.io import atomic_file
+
 SKIPPED = ("n", "loss")
 
 
@@ -37,7 +39,8 @@ def _save(plt: Any, fig: Any, axes: tuple[Any, ...], png: str | Path) -> bool:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
+    with atomic_file(png) as tmp:  # whole or not at all, never through a symlink
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return True
 

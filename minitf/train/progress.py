@@ -57,25 +57,30 @@ class Bar:
 
 
 class StopRequest:
-    """`with StopRequest() as stop:` — the first SIGINT sets stop.requested; the second raises
-    KeyboardInterrupt as usual. Outside the main thread it does nothing."""
+    """`with StopRequest() as stop:` — the first SIGINT (Ctrl-C) or SIGTERM (a scheduler's or
+    `kill`'s stop) sets stop.requested and stop.signal; a second one raises KeyboardInterrupt
+    as usual. Outside the main thread it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signal = 0
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)",
+        self.requested, self.signal = True, signum
+        again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
+        print(f"\nstopping after this step and saving a checkpoint ({again} again to abort)",
               file=sys.stderr, flush=True)
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)

@@ -127,6 +127,12 @@ def _sequence(b, n_q, n_k, CU_Q, CU_K, KV_LEN,
 
 
 @triton.jit
+def _offset(b, h, first, stride_b, stride_h, stride_t):
+    """Element offset of token `first` of (batch b, head h), in int64: B·H·N·D can pass 2³¹."""
+    return b.to(tl.int64) * stride_b + h.to(tl.int64) * stride_h + first.to(tl.int64) * stride_t
+
+
+@triton.jit
 def _keys_ok(cols, k_len, KEEP, b, n_k, HAS_HOLES: tl.constexpr):
     """(BLOCK_N,): which keys are real. Per-row lengths need one compare; only a general mask
     (holes, left padding) loads its bytes."""
@@ -173,11 +179,10 @@ def _attn_fwd(
     q_start, q_len, k_start, k_len = _sequence(b, n_q, n_k, CU_Q, CU_K, KV_LEN, VARLEN, HAS_LENS)
     if start_m >= q_len:  # varlen: the grid covers the longest sequence, this one is shorter
         return
-    # int64 offsets: B·H·N·D can pass 2³¹ elements for long sequences.
-    q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh + q_start.to(tl.int64) * stride_qm
-    k_base = K + b.to(tl.int64) * stride_kb + h.to(tl.int64) * stride_kh + k_start.to(tl.int64) * stride_kn
-    v_base = V + b.to(tl.int64) * stride_vb + h.to(tl.int64) * stride_vh + k_start.to(tl.int64) * stride_vn
-    o_base = O + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh + q_start.to(tl.int64) * stride_om
+    q_base = Q + _offset(b, h, q_start, stride_qb, stride_qh, stride_qm)
+    k_base = K + _offset(b, h, k_start, stride_kb, stride_kh, stride_kn)
+    v_base = V + _offset(b, h, k_start, stride_vb, stride_vh, stride_vn)
+    o_base = O + _offset(b, h, q_start, stride_ob, stride_oh, stride_om)
 
     rows = start_m + tl.arange(0, BLOCK_M)  # query indices held by this program
     offs_n = tl.arange(0, BLOCK_N)
@@ -228,7 +233,7 @@ def _attn_fwd(
     l_div = tl.where(empty, 1.0, l_i)
     out = acc / l_div[:, None]
     lse = tl.where(empty, float("inf"), m_i + tl.log2(l_div))
-    l_base = LSE + b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start
+    l_base = LSE + _offset(b, h, q_start, stride_lb, stride_lh, 1)
     tl.store(l_base + rows, lse, mask=row_ok)
     tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :] * stride_od,
              out.to(O.dtype.element_ty), mask=row_ok[:, None])

@@ -43,7 +43,7 @@ from minitf.kernels.config import (
     interpreting,
     length_bucket,
 )
-from minitf.kernels.flash_attention import Layout, _key_ok, _keys_ok, _sequence
+from minitf.kernels.flash_attention import Layout, _key_ok, _keys_ok, _offset, _sequence
 
 
 @triton.jit
@@ -102,10 +102,10 @@ def _attn_bwd_dkdv(
         store_end = k_len
     if start_n >= store_end:
         return
-    bh_q = b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh + q_start.to(tl.int64) * stride_qm
-    bh_k = b.to(tl.int64) * stride_kb + h.to(tl.int64) * stride_kh + k_start.to(tl.int64) * stride_kn
-    bh_v = b.to(tl.int64) * stride_vb + h.to(tl.int64) * stride_vh + k_start.to(tl.int64) * stride_vn
-    l_base = b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start
+    bh_q = _offset(b, h, q_start, stride_qb, stride_qh, stride_qm)  # also dO's and dQ's
+    bh_k = _offset(b, h, k_start, stride_kb, stride_kh, stride_kn)  # also dK's
+    bh_v = _offset(b, h, k_start, stride_vb, stride_vh, stride_vn)  # also dV's
+    l_base = _offset(b, h, q_start, stride_lb, stride_lh, 1)  # LSE's and DELTA's
 
     cols = start_n + tl.arange(0, BLOCK_N)  # the keys this program owns
     offs_m = tl.arange(0, BLOCK_M)
@@ -184,10 +184,10 @@ def _attn_bwd_dq(
     q_start, q_len, k_start, k_len = _sequence(b, n_q, n_k, CU_Q, CU_K, KV_LEN, VARLEN, HAS_LENS)
     if start_m >= q_len:
         return
-    bh_q = b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh + q_start.to(tl.int64) * stride_qm
-    bh_k = b.to(tl.int64) * stride_kb + h.to(tl.int64) * stride_kh + k_start.to(tl.int64) * stride_kn
-    bh_v = b.to(tl.int64) * stride_vb + h.to(tl.int64) * stride_vh + k_start.to(tl.int64) * stride_vn
-    l_base = b.to(tl.int64) * stride_lb + h.to(tl.int64) * stride_lh + q_start
+    bh_q = _offset(b, h, q_start, stride_qb, stride_qh, stride_qm)  # also dO's and dQ's
+    bh_k = _offset(b, h, k_start, stride_kb, stride_kh, stride_kn)  # also dK's
+    bh_v = _offset(b, h, k_start, stride_vb, stride_vh, stride_vn)  # also dV's
+    l_base = _offset(b, h, q_start, stride_lb, stride_lh, 1)  # LSE's and DELTA's
 
     rows = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)

@@ -27,17 +27,27 @@ Two cheap tricks from the Triton tutorial: we work in base 2 (exp2 is one GPU in
 the scale is sm_scale · log2(e), folded into one multiply; and the 1/l_i division happens once at
 the end instead of per block.
 
-Masks. BERT's attention_mask says which keys are real (True/1) and which are padding. The mask
-enters as an additive bias of 0 or −inf per *key* (column), so exp2 gives masked keys exactly zero
-weight. A causal mask (query i sees keys j ≤ i, aligned at the start when Nq ≠ Nk) is a −inf where
-the column is ahead of the row. Both rows and columns past the sequence end are masked on every
-load and store, so any length works. A row whose keys are *all* masked has l_i = 0; we define its
-output as 0 (not 0/0 = NaN), matching the reference.
+Masks and lengths. BERT's attention_mask says which keys are real and which are padding. With
+right padding (the usual case) all a program needs is each row's key count kv_len: keys at or
+past it get a score of −inf (exp2 gives them exactly zero weight), and key blocks wholly past it
+are never visited. Any other mask (holes, left padding) is loaded as one byte per key and
+combined with the same −inf select, but it is not faster. A causal mask (query i sees keys
+j ≤ i, aligned at the start when Nq ≠ Nk) is a −inf where the column is ahead of the row; key
+blocks wholly above the diagonal are never visited. Rows and columns past the sequence end are
+masked on every load and store, so any length works. A row whose keys are *all* masked has
+l_i = 0; we define its output as 0 (not 0/0 = NaN), matching the reference.
 
-Skipping padding. For each batch element we compute kv_len = (index of its last real key) + 1,
-without a host synchronisation. Programs stop walking keys at kv_len, so right-padded batches skip
-the padding blocks entirely. Keys before kv_len are still checked against the mask, so any mask
-(holes, left padding) stays correct; it is just not faster.
+One multiply-add per score. The raw score q·k is scaled into base 2 only inside exp2: the
+running max is taken over the raw scores and scaled once per row (max commutes with a positive
+scale), so p = exp2(s · scale − m) is a single fused multiply-add per score.
+
+Variable length (minitf/kernels/varlen.py). A padded batch still runs the query rows of padding
+through every kernel only for the caller to throw them away. The encoder already packs its real
+tokens into a (T, C) matrix, so the same kernels also read q, k, v as packed (T, H, D) tensors
+with cumulative sequence lengths cu_seqlens (FlashAttention-2's variable-length interface):
+sequence b owns tokens cu_seqlens[b] .. cu_seqlens[b+1] − 1. Only where a sequence starts and
+how long it is change (`_sequence`); the grid covers the longest sequence and programs past
+the end of a shorter one return at once. No padded query or key is ever computed.
 
 The forward also stores, per query row, the log-sum-exp lse_i = m_i + log2(l_i) (base 2) so that
 the backward (flash_attention_bwd.py) can recompute P = exp2(S · scale − lse) block by block
@@ -49,7 +59,7 @@ Limits, enforced with MinitfError by `fused_attention`:
       and D > 128 would not fit the fp32 accumulator in registers with these block sizes.
     * dtypes float16, bfloat16, float32; float64 only under the interpreter (for gradcheck).
     * Nq, Nk ≥ 1; Nq ≠ Nk is allowed. B·H ≤ 65535 (CUDA grid axis 1).
-    * key_padding_mask (B, Nk), bool or integer, nonzero = attend.
+    * key_padding_mask (B, Nk), bool or integer, nonzero = attend. sm_scale > 0.
     * Runs compiled on a CUDA tensor, or on CPU tensors under Triton's interpreter
       (TRITON_INTERPRET=1 set before `kernels` is imported). Anything else → MinitfError.
 
@@ -62,16 +72,16 @@ wrong (triton issue #11584). Tolerances used by tests/test_kernels.py: fp32 ≤ 
 2e-5 (gradients) absolute at test sizes; fp16/bf16: at most 2× the error of PyTorch's own
 fp16/bf16 computation against an fp32 reference, plus a slack of 1/16 ulp at 1.0.
 
-Block sizes (minitf/kernels/config.py; fixed per head dim, no autotuning): on the GPU the forward
-takes BLOCK_M=128 query rows per program and BLOCK_N=64 keys per step (32 for D = 128), 8 warps,
-3 pipeline stages; fp32 uses 64 × 32. Under the interpreter 64 × 32, which keeps CPU tests fast
-while small test shapes still cross block edges. The causal triangle is applied in every visited
-key block (simple); blocks wholly above the diagonal are never visited.
+Launch configs (minitf/kernels/config.py): on the GPU each kernel is autotuned over a short list
+of block sizes × stages × warps per head-dim group, keyed on the sequence-length bucket, causal
+and masking mode; every config on the list compiles spill-free for sm_90 and sm_80
+(`python -m minitf.kernels.compile_check`). Under the interpreter one fixed 64 × 32 config.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -83,11 +93,63 @@ from minitf.kernels.config import (
     HEAD_DIMS,
     LOG2_E,
     MAX_GRID_Y,
+    LaunchConfig,
+    TunedKernel,
     dot_and_acc_dtypes,
-    forward_config,
     interpreting,
+    length_bucket,
 )
-from minitf.kernels.flash_attention_bwd import attention_backward
+
+
+# ----------------------------------------------------------------------------------------------
+# Where a sequence lives: the one place the padded and the packed (varlen) layouts differ
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _sequence(b, n_q, n_k, CU_Q, CU_K, KV_LEN,
+              VARLEN: tl.constexpr, HAS_LENS: tl.constexpr):
+    """(first query token, query count, first key token, key count) of batch element b.
+
+    Padded: every sequence starts at token 0 of its own (b, h) slice and has Nq queries; its
+    keys end at kv_len[b] with right padding. Varlen: tokens cu[b] .. cu[b+1] - 1 of the
+    packed tensors (the batch stride is 0 there)."""
+    if VARLEN:
+        q_start = tl.load(CU_Q + b)
+        q_len = tl.load(CU_Q + b + 1) - q_start
+        k_start = tl.load(CU_K + b)
+        k_len = tl.load(CU_K + b + 1) - k_start
+    else:
+        q_start = b * 0  # an int32 zero like the loads above
+        k_start = b * 0
+        q_len = n_q
+        k_len = n_k
+        if HAS_LENS:
+            k_len = tl.load(KV_LEN + b)
+    return q_start, q_len, k_start, k_len
+
+
+@triton.jit
+def _offset(b, h, first, stride_b, stride_h, stride_t):
+    """Element offset of token `first` of (batch b, head h), in int64: B·H·N·D can pass 2³¹."""
+    return b.to(tl.int64) * stride_b + h.to(tl.int64) * stride_h + first.to(tl.int64) * stride_t
+
+
+@triton.jit
+def _keys_ok(cols, k_len, KEEP, b, n_k, HAS_HOLES: tl.constexpr):
+    """(BLOCK_N,): which keys are real. Per-row lengths need one compare; only a general mask
+    (holes, left padding) loads its bytes."""
+    ok = cols < k_len
+    if HAS_HOLES:
+        ok = ok & (tl.load(KEEP + b * n_k + cols, mask=ok, other=0) != 0)
+    return ok
+
+
+@triton.jit
+def _key_ok(cols, rows, k_len, KEEP, b, n_k, HAS_HOLES: tl.constexpr, CAUSAL: tl.constexpr):
+    """Which scores of a (rows × cols) block count: real keys, and the causal triangle."""
+    ok = _keys_ok(cols, k_len, KEEP, b, n_k, HAS_HOLES)[None, :]
+    if CAUSAL:  # query i sees keys j <= i
+        ok = ok & (rows[:, None] >= cols[None, :])
+    return ok
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,37 +157,38 @@ from minitf.kernels.flash_attention_bwd import attention_backward
 # ----------------------------------------------------------------------------------------------
 @triton.jit
 def _attn_fwd(
-    Q, K, V, O, LSE,  # (B, H, Nq, D), (B, H, Nk, D) ×2, (B, H, Nq, D), (B·H, Nq) fp32
-    KEEP, KV_LEN,  # (B, Nk) int8 key-padding mask (1 = attend) and (B,) int32; if HAS_MASK
-    stride_qb, stride_qh, stride_qm, stride_qd,
+    Q, K, V, O, LSE,  # q, o (B, H, Nq, D) or (T, H, D); k, v likewise; LSE (B, H, Nq) or (H, T)
+    KV_LEN, KEEP, CU_Q, CU_K,  # (B,) key counts, (B, Nk) int8 mask, (B+1,) ×2 cumulative lengths
+    stride_qb, stride_qh, stride_qm, stride_qd,  # batch strides are 0 for varlen
     stride_kb, stride_kh, stride_kn, stride_kd,
     stride_vb, stride_vh, stride_vn, stride_vd,
     stride_ob, stride_oh, stride_om, stride_od,
+    stride_lb, stride_lh,  # LSE's batch and head strides (its token stride is 1)
     n_heads, n_q, n_k,
-    qk_scale,  # sm_scale · log2(e): scores go straight into base 2
-    HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    HAS_MASK: tl.constexpr,
-    CAUSAL: tl.constexpr,
+    qk_scale,  # sm_scale · log2(e) > 0: scores go into base 2
+    n_bucket,  # only for the autotune key (length bucket); unused here
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    VARLEN: tl.constexpr, HAS_LENS: tl.constexpr, HAS_HOLES: tl.constexpr, CAUSAL: tl.constexpr,
     DOT_DTYPE: tl.constexpr,  # operand type of tl.dot: the input dtype, or fp32 when interpreting
     ACC_DTYPE: tl.constexpr,  # fp32 (fp64 for fp64 inputs)
 ):
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16 and HEAD_DIM >= 16)  # tl.dot on NVIDIA
-    start_m = tl.program_id(0) * BLOCK_M  # first query row of this program
+    start_m = tl.program_id(0) * BLOCK_M  # first query row of this program, within its sequence
     bh = tl.program_id(1)  # which (batch, head)
     b = bh // n_heads
     h = bh % n_heads
-    # int64 offsets: B·H·N·D can pass 2³¹ elements for long sequences.
-    q_base = Q + b.to(tl.int64) * stride_qb + h.to(tl.int64) * stride_qh
-    k_base = K + b.to(tl.int64) * stride_kb + h.to(tl.int64) * stride_kh
-    v_base = V + b.to(tl.int64) * stride_vb + h.to(tl.int64) * stride_vh
-    o_base = O + b.to(tl.int64) * stride_ob + h.to(tl.int64) * stride_oh
+    q_start, q_len, k_start, k_len = _sequence(b, n_q, n_k, CU_Q, CU_K, KV_LEN, VARLEN, HAS_LENS)
+    if start_m >= q_len:  # varlen: the grid covers the longest sequence, this one is shorter
+        return
+    q_base = Q + _offset(b, h, q_start, stride_qb, stride_qh, stride_qm)
+    k_base = K + _offset(b, h, k_start, stride_kb, stride_kh, stride_kn)
+    v_base = V + _offset(b, h, k_start, stride_vb, stride_vh, stride_vn)
+    o_base = O + _offset(b, h, q_start, stride_ob, stride_oh, stride_om)
 
     rows = start_m + tl.arange(0, BLOCK_M)  # query indices held by this program
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
-    row_ok = rows < n_q  # the last block may stick out past Nq
+    row_ok = rows < q_len  # the last block may stick out past the sequence
 
     # q: (BLOCK_M, HEAD_DIM), loaded once and kept in registers for the whole key loop.
     q = tl.load(q_base + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
@@ -135,41 +198,32 @@ def _attn_fwd(
     l_i = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)  # running sum of exp2(s - m_i)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=ACC_DTYPE)  # running Σ exp2(s - m_i) v
 
-    # Which keys can matter: none past the last real key of this batch element, and with a
-    # causal mask none past the last row of this block.
-    kv_end = n_k
-    if HAS_MASK:
-        kv_end = tl.load(KV_LEN + b)
+    # Which keys can matter: none past the sequence's last real key, and with a causal mask
+    # none past the last row of this block.
+    kv_end = k_len
     if CAUSAL:
         kv_end = tl.minimum(kv_end, start_m + BLOCK_M)
 
     for start_n in range(0, kv_end, BLOCK_N):
         cols = start_n + offs_n  # key indices of this block
-        col_ok = cols < kv_end
-        if HAS_MASK:  # the key-padding mask: 1 = real token, 0 = padding
-            keep = tl.load(KEEP + b * n_k + cols, mask=col_ok, other=0)
-            col_ok = col_ok & (keep != 0)
-        # The mask as a per-key bias: 0 where the key counts, -inf where it must get no weight.
-        bias = tl.where(col_ok, 0.0, float("-inf"))
-
-        # s = q kᵀ for this block: (BLOCK_M, BLOCK_N) scores, in base-2 units after the scale.
+        load_ok = (cols < kv_end)[:, None]
         k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
-                    mask=(cols < kv_end)[:, None], other=0.0).to(DOT_DTYPE)
+                    mask=load_ok, other=0.0).to(DOT_DTYPE)
+        # s = q kᵀ: (BLOCK_M, BLOCK_N) raw scores; masked ones become -inf.
         s = tl.dot(q, tl.trans(k), out_dtype=ACC_DTYPE, input_precision="ieee")
-        s = s * qk_scale + bias[None, :]
-        if CAUSAL:  # query i sees keys j <= i
-            s = tl.where(rows[:, None] >= cols[None, :], s, float("-inf"))
+        s = tl.where(_key_ok(cols, rows, kv_end, KEEP, b, n_k, HAS_HOLES, CAUSAL), s,
+                     float("-inf"))
 
-        # Online softmax. New running max; a row that has seen only masked keys still has
-        # max -inf, and we subtract 0 instead so that exp2(-inf - (-inf)) never makes a NaN.
-        m_new = tl.maximum(m_i, tl.max(s, 1))
+        # Online softmax, in base 2. New running max; a row that has seen only masked keys
+        # still has max -inf, and we subtract 0 instead so exp2(-inf - (-inf)) never makes NaN.
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
         m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp2(s - m_sub[:, None])  # (BLOCK_M, BLOCK_N), masked keys → exactly 0
+        p = tl.exp2(s * qk_scale - m_sub[:, None])  # one FMA per score; masked keys → 0
         alpha = tl.exp2(m_i - m_sub)  # the rescale of everything summed so far (≤ 1)
         l_i = l_i * alpha + tl.sum(p, 1)
 
         v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-                    mask=(cols < kv_end)[:, None], other=0.0).to(DOT_DTYPE)
+                    mask=load_ok, other=0.0).to(DOT_DTYPE)
         acc = acc * alpha[:, None]
         acc = tl.dot(p.to(DOT_DTYPE), v, acc, out_dtype=ACC_DTYPE, input_precision="ieee")
         m_i = m_new
@@ -180,9 +234,13 @@ def _attn_fwd(
     l_div = tl.where(empty, 1.0, l_i)
     out = acc / l_div[:, None]
     lse = tl.where(empty, float("inf"), m_i + tl.log2(l_div))
-    tl.store(LSE + bh * n_q + rows, lse, mask=row_ok)
+    l_base = LSE + _offset(b, h, q_start, stride_lb, stride_lh, 1)
+    tl.store(l_base + rows, lse, mask=row_ok)
     tl.store(o_base + rows[:, None] * stride_om + offs_d[None, :] * stride_od,
              out.to(O.dtype.element_ty), mask=row_ok[:, None])
+
+
+FORWARD = TunedKernel("fwd", _attn_fwd)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,43 +298,82 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                               f"(1 = attend), got {key_padding_mask.dtype}")
 
 
-def _prepare_mask(key_padding_mask: torch.Tensor, device: torch.device
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(keep, kv_len): an int8 (B, Nk) copy of the mask and each row's last real key + 1.
+@dataclass
+class Layout:
+    """Where the sequences of one call live (see `_sequence` in the kernel).
 
-    kv_len comes from a max over (position + 1) · keep, on the device: no host sync.
-    """
+    Padded (B, H, N, D): optional per-row key counts kv_len (B,) int32 for right padding, and
+    the mask itself as (B, Nk) int8 only when it is not right padding (holes, left padding).
+    Varlen (T, H, D): cumulative lengths cu_q, cu_k (B + 1,) int32 and the longest sequences."""
+
+    kv_len: torch.Tensor | None = None
+    keep: torch.Tensor | None = None
+    cu_q: torch.Tensor | None = None
+    cu_k: torch.Tensor | None = None
+    max_q: int = 0
+    max_k: int = 0
+
+    @property
+    def varlen(self) -> bool:
+        return self.cu_q is not None
+
+    def shape(self, q: torch.Tensor, k: torch.Tensor) -> tuple[int, int, int, int]:
+        """(batch, heads, n_q, n_k): n_q and n_k are the longest sequences for varlen."""
+        if self.varlen:
+            return self.cu_q.shape[0] - 1, q.shape[1], self.max_q, self.max_k
+        return q.shape[0], q.shape[1], q.shape[2], k.shape[2]
+
+    def strides(self, t: torch.Tensor) -> tuple[int, int, int, int]:
+        """(batch, head, token, dim) strides; varlen tensors (T, H, D) have no batch stride."""
+        return (0, t.stride(1), t.stride(0), t.stride(2)) if self.varlen else tuple(t.stride())
+
+    def new_stats(self, q: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, int, int]:
+        """An empty per-query-row statistic (lse, Δ) and its (batch, head) strides."""
+        if self.varlen:  # (H, T)
+            stats = torch.empty((q.shape[1], q.shape[0]), device=q.device, dtype=dtype)
+            return stats, 0, stats.stride(0)
+        stats = torch.empty(q.shape[:3], device=q.device, dtype=dtype)  # (B, H, Nq)
+        return stats, stats.stride(0), stats.stride(1)
+
+    def tensors(self, device: torch.device) -> list[torch.Tensor]:
+        """KV_LEN, KEEP, CU_Q, CU_K for the kernels; 1-element placeholders where unused."""
+        def or_empty(t, dtype):
+            return t if t is not None else torch.zeros(1, device=device, dtype=dtype)
+        return [or_empty(self.kv_len, torch.int32), or_empty(self.keep, torch.int8),
+                or_empty(self.cu_q, torch.int32), or_empty(self.cu_k, torch.int32)]
+
+    def flags(self) -> dict:
+        return dict(VARLEN=self.varlen, HAS_LENS=self.kv_len is not None,
+                    HAS_HOLES=self.keep is not None)
+
+
+def padding_layout(key_padding_mask: torch.Tensor, device: torch.device) -> Layout:
+    """The Layout of a padded call: kv_len = each row's last real key + 1, computed on the
+    device; the byte mask is kept only when some row is not a prefix of ones (one host sync)."""
     keep = (key_padding_mask.to(device) != 0).to(torch.int8).contiguous()
     positions = torch.arange(1, keep.shape[1] + 1, device=device, dtype=torch.int32)
     kv_len = (keep.to(torch.int32) * positions).amax(dim=1).to(torch.int32).contiguous()
-    return keep, kv_len
+    right_padded = bool((keep.sum(dim=1, dtype=torch.int32) == kv_len).all())
+    return Layout(kv_len=kv_len, keep=None if right_padded else keep)
 
 
-def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                      keep: torch.Tensor | None, kv_len: torch.Tensor | None,
-                      causal: bool, sm_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch _attn_fwd: returns (out like q, lse of shape (B·H, Nq) in base 2)."""
-    batch, heads, n_q, head_dim = q.shape
-    n_k = k.shape[2]
-    interp = interpreting()
-    cfg = forward_config(head_dim, q.dtype, interp)
-    dot_dtype, acc_dtype = dot_and_acc_dtypes(q.dtype, interp)
+def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout,
+                      causal: bool, sm_scale: float, config: LaunchConfig | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch _attn_fwd: returns (out like q, lse per query row in base 2, layout's stats)."""
+    batch, heads, n_q, n_k = layout.shape(q, k)
+    head_dim = q.shape[-1]
+    dot_dtype, acc_dtype = dot_and_acc_dtypes(q.dtype, interpreting())
     out = torch.empty_like(q)  # same layout as q: a (B, N, H, D)-major q gives an o that merges
     lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    lse = torch.empty((batch * heads, n_q), device=q.device, dtype=lse_dtype)
-    has_mask = keep is not None
-    if not has_mask:  # placeholders, never read when HAS_MASK is False
-        keep = torch.empty(1, device=q.device, dtype=torch.int8)
-        kv_len = torch.empty(1, device=q.device, dtype=torch.int32)
-    grid = (triton.cdiv(n_q, cfg.block_m), batch * heads)
-    _attn_fwd[grid](
-        q, k, v, out, lse, keep, kv_len,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-        heads, n_q, n_k, sm_scale * LOG2_E,
-        HEAD_DIM=head_dim, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        HAS_MASK=has_mask, CAUSAL=causal, DOT_DTYPE=dot_dtype, ACC_DTYPE=acc_dtype,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
+    lse, stride_lb, stride_lh = layout.new_stats(q, lse_dtype)
+    args = [q, k, v, out, lse, *layout.tensors(q.device),
+            *layout.strides(q), *layout.strides(k), *layout.strides(v), *layout.strides(out),
+            stride_lb, stride_lh, heads, n_q, n_k, sm_scale * LOG2_E, length_bucket(n_k)]
+    meta = dict(HEAD_DIM=head_dim, CAUSAL=causal, DOT_DTYPE=dot_dtype, ACC_DTYPE=acc_dtype,
+                **layout.flags())
+    FORWARD.launch(lambda m: (triton.cdiv(n_q, m["BLOCK_M"]), batch * heads), args, meta,
+                   head_dim, q.dtype, config)
     return out, lse
 
 
@@ -284,19 +381,33 @@ class _FusedAttention(torch.autograd.Function):
     """Forward saves (q, k, v, out, lse); backward recomputes P from them (no N×N storage)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, keep, kv_len, causal: bool, sm_scale: float):
-        out, lse = attention_forward(q, k, v, keep, kv_len, causal, sm_scale)
-        ctx.save_for_backward(q, k, v, out, lse, keep, kv_len)
-        ctx.causal = causal
-        ctx.sm_scale = sm_scale
+    def forward(ctx, q, k, v, layout: Layout, causal: bool, sm_scale: float):
+        out, lse = attention_forward(q, k, v, layout, causal, sm_scale)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.layout, ctx.causal, ctx.sm_scale = layout, causal, sm_scale
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, out, lse, keep, kv_len = ctx.saved_tensors
-        dq, dk, dv = attention_backward(grad_out, q, k, v, out, lse, keep, kv_len,
+        from minitf.kernels.flash_attention_bwd import attention_backward  # imports this file
+
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = attention_backward(grad_out, q, k, v, out, lse, ctx.layout,
                                         ctx.causal, ctx.sm_scale)
-        return dq, dk, dv, None, None, None, None
+        return dq, dk, dv, None, None, None
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout, causal: bool,
+           sm_scale: float) -> torch.Tensor:
+    """The differentiable kernel call shared by fused_attention and varlen_attention."""
+    return _FusedAttention.apply(q, k, v, layout, bool(causal), sm_scale)
+
+
+def check_scale(sm_scale: float | None, head_dim: int) -> float:
+    scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else float(sm_scale)
+    if not scale > 0:
+        raise MinitfError(f"fused_attention: sm_scale must be positive, got {scale}")
+    return scale
 
 
 def fused_attention(
@@ -314,8 +425,8 @@ def fused_attention(
     for inputs the kernel cannot take (see the module docstring for the limits).
     """
     _check_inputs(q, k, v, key_padding_mask)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else float(sm_scale)
-    keep = kv_len = None
+    scale = check_scale(sm_scale, q.shape[-1])
+    layout = Layout()
     if key_padding_mask is not None:
-        keep, kv_len = _prepare_mask(key_padding_mask, q.device)
-    return _FusedAttention.apply(q, k, v, keep, kv_len, bool(causal), scale)
+        layout = padding_layout(key_padding_mask, q.device)
+    return attend(q, k, v, layout, causal, scale)

@@ -13,8 +13,8 @@ import torch
 from test_kernels import DEVICE, FP32_ATOL, LOW_PRECISION_SLACK, max_err
 
 import minitf.kernels as kernels
-from minitf.attention import reference_attention
 from minitf.errors import MinitfError
+from minitf.model.attention import reference_attention
 
 pytestmark = [
     pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(),

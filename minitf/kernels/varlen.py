@@ -4,7 +4,7 @@
     out = varlen_attention(q, k, v, cu_seqlens, max_seqlen)  # q, k, v, out: (T, H, D)
 
 An encoder that keeps its real tokens packed as (T, C) (minitf does: `Packing` in
-minitf/attention.py) only has to view each projection as (T, H, D). Sequence b owns tokens
+minitf/model/attention.py) only has to view each projection as (T, H, D). Sequence b owns tokens
 cu_seqlens[b] .. cu_seqlens[b + 1] − 1, cu_seqlens = [0, len₀, len₀ + len₁, …] in int32 (the
 interface of FlashAttention-2's `flash_attn_varlen_func`). The kernels are the padded ones of
 flash_attention.py with VARLEN=True: `_sequence` reads where each sequence starts and how long

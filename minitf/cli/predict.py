@@ -14,6 +14,7 @@ import torch
 from minitf.cli.common import add_data_arguments, load_classifier, read_file
 from minitf.data import examples as D
 from minitf.errors import MinitfError
+from minitf.io import write_text
 from minitf.tasks import classify as inference
 
 
@@ -24,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", help="a PEFT LoRA adapter directory for --model")
     parser.add_argument("--data", help="a .csv, .tsv or .jsonl file of texts (labels ignored)")
     parser.add_argument("--output", help="write the JSONL here instead of stdout")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --output if it exists (else an existing file is an error)")
     add_data_arguments(parser)
 
 
@@ -45,16 +48,16 @@ def run(args: argparse.Namespace) -> int:
             label = a["label"] if spread else f"{a['label']:.4f}"
             print(f"{label:<{width}}  " + (f"[{spread}]  " if spread else "") + text)
         return 0
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for i, a in enumerate(answers):
-            record = {"line": examples.lines[i], "text": examples.texts[i]}
-            if examples.pairs is not None:
-                record["text_pair"] = examples.pairs[i]
-            out.write(json.dumps({**record, **a}, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    lines = []
+    for i, a in enumerate(answers):
+        record = {"line": examples.lines[i], "text": examples.texts[i]}
+        if examples.pairs is not None:
+            record["text_pair"] = examples.pairs[i]
+        lines.append(json.dumps({**record, **a}, ensure_ascii=False) + "\n")
+    if args.output:  # whole or not at all, never through a symlink (minitf.io)
+        write_text(args.output, "".join(lines), overwrite=args.overwrite)
+    else:
+        sys.stdout.writelines(lines)
     return 0
 
 

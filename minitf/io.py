@@ -23,6 +23,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from minitf.errors import MinitfError
 
@@ -43,7 +44,7 @@ def refuse_symlink(path: str | os.PathLike) -> Path:
     return path
 
 
-def open_append(path: str | os.PathLike, mode: str = "a"):  # noqa: ANN201 - a text file
+def open_append(path: str | os.PathLike, mode: str = "a") -> TextIO:
     """Open `path` for appending (or "w" writing) text without following a final symlink."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else
                                                         os.O_TRUNC)

@@ -111,6 +111,12 @@ def test_a_marked_folder_takes_overwrite_and_resume_and_keeps_the_users_files(
     # an interrupted run in the same folder continues with --resume
     assert finetune_cli(files, out, "--overwrite", "--stop-after-steps", "2") == 130
     assert finetune_cli(files, out, "--resume") == 0
+    predict = ["predict", "--model", str(out / "best"), "--data", str(files["train"]),
+               "--max-length", "32", "--output", str(out / "notes.txt")]
+    assert cli.main(predict) == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "my notes\n"
+    assert cli.main([*predict, "--overwrite"]) == 0
+    assert len((out / "notes.txt").read_text().splitlines()) == 64
 
 
 def test_export_and_the_explorer_page_refuse_to_replace_a_file_without_overwrite(

@@ -128,7 +128,7 @@ def test_bad_corpora(files, tmp_path):
     bad(files, tmp_path, "empty.txt: no text", train=[str(empty)])
     binary = tmp_path / "model.bin"
     binary.write_bytes(bytes(range(256)) * 4)
-    bad(files, tmp_path, "model.bin: this looks like a binary file", train=[str(binary)])
+    bad(files, tmp_path, "model.bin: not a text file: looks binary", train=[str(binary)])
     small = tmp_path / "small.txt"
     small.write_text("天气很好\n", encoding="utf-8")
     bad(files, tmp_path, "small.txt: 4 tokens, fewer than one block", train=[str(small)],

@@ -188,7 +188,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, hf_base_d
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(weights_module, "save_file", crash)
+    monkeypatch.setattr(weights_module, "save_safetensors", crash)
     with pytest.raises(OSError):
         model.save_pretrained(target)
     assert (target / "model.safetensors").read_bytes() == before

@@ -11,6 +11,7 @@ import sys
 from minitf.cli.common import add_inference_arguments, load_classifier, read_file
 from minitf.data import examples as D
 from minitf.errors import MinitfError
+from minitf.io import write_text
 from minitf.recipes import options as O
 from minitf.tasks import classify as inference
 
@@ -19,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("texts", nargs="*", help="texts to classify")
     add_inference_arguments(parser, "a .csv, .tsv or .jsonl file of texts (labels ignored)",
                             data_required=False)
-    O.add_options(parser, [O.OUTPUT.but(required=False,
-                                        help="write the JSONL here instead of stdout")])
+    O.add_options(parser, [
+        O.OUTPUT.but(required=False, help="write the JSONL here instead of stdout"),
+        O.OVERWRITE.but(help="replace --output if it exists (else an existing file is an "
+                        "error)")])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,14 +44,14 @@ def run(args: argparse.Namespace) -> int:
             label = a["label"] if spread else f"{a['label']:.4f}"
             print(f"{label:<{width}}  " + (f"[{spread}]  " if spread else "") + text)
         return 0
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for i, a in enumerate(answers):
-            record = {"line": examples.lines[i], "text": examples.texts[i]}
-            if examples.pairs is not None:
-                record["text_pair"] = examples.pairs[i]
-            out.write(json.dumps({**record, **a}, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    lines = []
+    for i, a in enumerate(answers):
+        record = {"line": examples.lines[i], "text": examples.texts[i]}
+        if examples.pairs is not None:
+            record["text_pair"] = examples.pairs[i]
+        lines.append(json.dumps({**record, **a}, ensure_ascii=False) + "\n")
+    if args.output:  # whole or not at all, never through a symlink (minitf.io)
+        write_text(args.output, "".join(lines), overwrite=args.overwrite)
+    else:
+        sys.stdout.writelines(lines)
     return 0

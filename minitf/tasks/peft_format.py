@@ -14,9 +14,10 @@ modules a config targets follows PEFT's rules (a list of names matches a module 
 the entry or ends with "." + entry; a string is a pattern for the whole name, read by
 minitf/tasks/peft_targets.py, never by `re`; layers_to_transform keeps the listed layers).
 Sizes and numbers are checked before anything is allocated: r against the adapted linears and
-against the tensors' shapes, alpha and the tensors finite. Options that change the computation in ways
-minitf does not implement (DoRA, rsLoRA, bias training, per-module rank patterns, ...) are
-refused with a MinitfError naming the option, rather than silently giving other logits.
+against the tensors' shapes, alpha and the tensors finite. Options that change the
+computation in ways minitf does not implement (DoRA, rsLoRA, bias training, per-module rank
+patterns, ...) are refused with a MinitfError naming the option, rather than silently giving
+other logits.
 """
 
 from __future__ import annotations

@@ -368,3 +368,32 @@ def test_read_documents_duplicate_columns(tmp_path):
     file.write_text("text,text\na,b\n")
     with pytest.raises(MinitfError, match="'text' more than once"):
         read_documents(file)
+
+
+@pytest.mark.parametrize("dpi", ["2", "100000000"])
+def test_attention_dpi_is_bounded(files, tmp_path, capsys, dpi):
+    err = cli_error(capsys, "attention", "--model", str(files["model"]), "--text", "good",
+                    "-o", str(tmp_path / "a.png"), "--dpi", dpi)
+    assert f"--dpi {dpi}: must be from 10 to 1200" in err and not list(tmp_path.iterdir())
+
+
+def test_pretrain_shapes_are_bounded_before_building(tmp_path):
+    tok = char_tokenizer(tmp_path / "tok")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("一二三\n" * 40, encoding="utf-8")
+    settings = dict(train=[str(corpus)], tokenizer=str(tok), output=str(tmp_path / "out"),
+                    layers=1, hidden=65536, heads=2, intermediate=64, max_length=16,
+                    batch_size=8, max_steps=1, progress="off")
+    with pytest.raises(MinitfError, match="billion parameters need about .* GiB to train"):
+        pretrain(PretrainConfig(**settings))
+    with pytest.raises(MinitfError, match="--layers 65536: must be from 1 to 128"):
+        pretrain(PretrainConfig(**{**settings, "hidden": 32, "layers": 65536}))
+    assert not (tmp_path / "out" / "best").exists()
+
+
+def test_tokenizer_vocab_size_is_bounded(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("good film\n" * 20)
+    err = cli_error(capsys, "tokenizer", "train", "--input", str(corpus), "--output",
+                    str(tmp_path / "tok"), "--vocab-size", "9223372036854775808")
+    assert "--vocab-size 9223372036854775808 is too large: at most 1,048,576" in err

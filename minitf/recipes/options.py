@@ -255,7 +255,8 @@ SHAPE = Option("config", "mini", group="model", choices=tuple(SHAPES),
                help="shape from scratch: " + ", ".join(
                    f"{k} {n}×{h} ({a} heads)" for k, (n, h, a) in SHAPES.items())
                + " (default: %(default)s)")
-LAYERS = Option("layers", None, type=int, group="model", check=at_least(1))
+LAYERS = Option("layers", None, type=int, group="model",
+                check=lambda v: None if 1 <= v <= 128 else "must be from 1 to 128 (BERT-large: 24)")
 HIDDEN = Option("hidden", None, type=int, group="model", check=at_least(1))
 HEADS = Option("heads", None, type=int, group="model", check=at_least(1))
 INTERMEDIATE = Option("intermediate", None, type=int, group="model", check=at_least(1),

@@ -129,8 +129,8 @@ def read_peft_config(directory: str | Path) -> dict[str, Any]:
                           f"{CONFIG_FILE} and {WEIGHTS_FILE} that PEFT's save_pretrained writes")
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MinitfError(f"{file}: not valid JSON ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting
+        raise MinitfError(f"{file}: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(config, dict):
         raise MinitfError(f"{file}: expected a JSON object")
     if config.get("peft_type") != "LORA":

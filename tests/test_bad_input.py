@@ -348,6 +348,11 @@ def test_writers_into_an_impossible_place(files, tmp_path, capsys):
         err = cli_error(capsys, "attention", "--model", str(files["model"]), "--text", "good",
                         "--html", str(target))
         assert str(target) in err
+    err = cli_error(capsys, "export", "--model", str(files["model"]), "--output", str(tmp_path))
+    assert f"--output {tmp_path} is a directory" in err
+    err = cli_error(capsys, "export", "--model", str(files["model"]), "--output",
+                    str(blocked(tmp_path)))
+    assert str(tmp_path / "file") in err
     assert (tmp_path / "file").read_text() == "mine\n"
 
 

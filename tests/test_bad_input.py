@@ -402,3 +402,12 @@ def test_tokenizer_vocab_size_is_bounded(tmp_path, capsys):
     err = cli_error(capsys, "tokenizer", "train", "--input", str(corpus), "--output",
                     str(tmp_path / "tok"), "--vocab-size", "9223372036854775808")
     assert "--vocab-size 9223372036854775808 is too large: at most 1,048,576" in err
+
+
+def test_too_many_classes_are_refused(files, tmp_path, capsys, fake_tokenizer):
+    data = tmp_path / "ids.csv"
+    data.write_text("text,label\n" + "".join(f"good film,{i}\n" for i in range(10_001)))
+    err = cli_error(capsys, "finetune", "--model", str(files["model"]), "--train", str(data),
+                    "--output", str(tmp_path / "out"), "--progress", "off",
+                    "--validation-fraction", "0")
+    assert "10,001 distinct labels, more than 10,000 classes" in err

@@ -19,7 +19,7 @@ from pretrain_fakes import char_tokenizer, tiny_corpus
 from minitf import cli
 from minitf.errors import MinitfError
 
-QUICK_CLI_CASES = 16  # each runs a command for real: a few seconds in all
+QUICK_CLI_CASES = 12  # each runs a command for real: a few seconds in all
 VALUES = ("nan", "inf", "-inf", "-1", "0", "1", "2", "3", "0.5", "-0", "1e-300", "1e9",
           "1024", "65536", "100000000", "9223372036854775808", "1e999", "", "x")
 FLAGS = {

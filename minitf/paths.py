@@ -36,6 +36,17 @@ def packaged_model_dir(name: str = DEFAULT_MODEL) -> Path | None:
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
+    try:
+        return _resolve_model_dir(name_or_path)
+    except RuntimeError:  # Path.expanduser: ~user of no such user
+        raise MinitfError(f"model {str(name_or_path)[:200]!r}: cannot expand '~' (no such "
+                          "user?); give the model's directory") from None
+    except OSError as exc:  # a name too long for the file system, a permission, ...
+        raise MinitfError(f"model {str(name_or_path)[:200]!r}: cannot look it up "
+                          f"({exc.strerror}); give the model's directory") from None
+
+
+def _resolve_model_dir(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import resource
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +133,37 @@ def _alarm(signum: int, frame: Any) -> None:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+# ---- A memory ceiling: a child process whose address space is capped --------------------------
+
+
+def limit_address_space(extra_mb: int) -> None:
+    """Cap this process's address space (RLIMIT_AS) at what it maps now plus `extra_mb`, so an
+    allocation of gigabytes fails (MemoryError / RuntimeError: a crash the fuzzer reports)
+    instead of swapping the machine. Call it in a child process only, after the imports."""
+    status = Path("/proc/self/status").read_text()
+    mapped_kb = int(next(line.split()[1] for line in status.splitlines()
+                         if line.startswith("VmSize:")))
+    limit = mapped_kb * 1024 + extra_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
+def run_in_child(test_file: str | Path, function: str, tmp_path: Path, cases: int | None,
+                 extra_mb: int = 1536, timeout: float = 900) -> None:
+    """Run `function(tmp_path, cases)` of the test module `test_file` in a fresh Python whose
+    address space is capped (limit_address_space); fail with its output unless it passes."""
+    test_file = Path(test_file)
+    code = (f"import sys, torch; sys.path.insert(0, {str(test_file.parent)!r}); "
+            "torch.set_num_threads(1); "
+            f"import fuzzing, {test_file.stem} as m; from pathlib import Path; "
+            f"fuzzing.limit_address_space({extra_mb}); "
+            f"m.{function}(Path({str(tmp_path)!r}), {cases!r})")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=timeout, env=env)
+    print(result.stdout)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
 
 
 # ---- Mutations of bytes ----------------------------------------------------------------------

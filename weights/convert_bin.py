@@ -23,11 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     directory = Path(argv[0])
-    index = directory / "pytorch_model.bin.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        shards = ["pytorch_model.bin"]
+    shards = read_shards(directory)
+    if isinstance(shards, str):
+        print(shards, file=sys.stderr)
+        return 2
     tensors: dict[str, torch.Tensor] = {}
     for shard in shards:
         path = directory / shard
@@ -39,13 +38,43 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is reported the same
             print(f"{path}: cannot load with weights_only=True ({exc})", file=sys.stderr)
             return 2
+        wrong = next((f"{k!r} is a {type(v).__name__}" for k, v in state.items()
+                      if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None) \
+            if isinstance(state, dict) else f"the file holds a {type(state).__name__}"
+        if wrong:
+            print(f"{path}: not a state dict of tensors ({wrong[:200]}); nothing written",
+                  file=sys.stderr)
+            return 2
         tensors.update({k: v.contiguous() for k, v in state.items()})
     target = directory / "model.safetensors"
     tmp = target.with_suffix(".safetensors.tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, target)
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, target)
+    except (OSError, ValueError, RuntimeError) as exc:  # a read-only folder, shared tensors
+        print(f"{target}: cannot write it ({str(exc)[:200]}); nothing written", file=sys.stderr)
+        return 2
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {target} ({len(tensors)} tensors)")
     return 0
+
+
+def read_shards(directory: Path) -> list[str] | str:
+    """The shard file names (next to the index: no paths), or an error message."""
+    index = directory / "pytorch_model.bin.index.json"
+    if not index.is_file():
+        return ["pytorch_model.bin"]
+    try:
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
+        return f"{index}: not a valid index ({str(exc)[:200]}); it needs a 'weight_map'"
+    bad = [s for s in shards if not isinstance(s, str) or s in ("", ".", "..")
+           or Path(s).name != s]
+    if bad:
+        return (f"{index} lists shard {str(bad[0])[:80]!r}, not a file name in {directory}; "
+                "the weight_map names files next to the index")
+    return shards
 
 
 if __name__ == "__main__":

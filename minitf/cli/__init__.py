@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"minitf {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system said no (read-only, a directory, full, ...)
+        where = f"{str(exc.filename)[:200]}: " if exc.filename is not None else ""
+        print(f"minitf {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

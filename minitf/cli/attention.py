@@ -18,6 +18,7 @@ from minitf.recipes import options as O
 from minitf.study.heatmaps import MAX_TOKENS_HINT, attention_maps, axis_index, draw_attention
 
 HTML_MAX_LENGTH = 512  # the page stays usable up to BERT's longest input
+MIN_DPI, MAX_DPI = 10, 1200  # below: fonts fail to render; above: gigabytes of canvas
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     O.check_args(args, [O.MAX_LENGTH])
     if args.pad_to is not None and not args.html:
         raise MinitfError("--pad-to is for the explorer page: add --html FILE")
+    if not MIN_DPI <= args.dpi <= MAX_DPI:  # before the figure's canvas is allocated
+        raise MinitfError(f"--dpi {args.dpi}: must be from {MIN_DPI} to {MAX_DPI} (print "
+                          "quality is 300)")
     if args.html:
         write_page(args)
     if args.output or not args.html:

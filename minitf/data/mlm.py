@@ -110,6 +110,12 @@ def load_corpus(files: Sequence[str], tokenizer: Any, policy: MaskingPolicy, max
     elif validation_fraction > 0:
         order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed))
         cut = max(1, round(validation_fraction * len(docs)))
+        if cut >= len(docs):  # else the only document(s) would all go to validation
+            raise MinitfError(
+                f"{' + '.join(files)}: {len(docs)} document(s), so holding out "
+                f"--validation-fraction {validation_fraction:g} of the documents for validation "
+                "leaves none to train on; add documents (one per line, or per row), give a "
+                "--validation file, or pass --validation-fraction 0")
         held_out = [docs[i] for i in sorted(order[:cut].tolist())]
         docs = [docs[i] for i in sorted(order[cut:].tolist())]
     digest = hashlib.sha1("\x01".join(docs).encode("utf-8", "replace"))

@@ -176,6 +176,11 @@ def _delimited_records(lines: list[tuple[int, str]], delimiter: str, format: str
             bad.add(line, problem)
         elif header is None:
             header = [h.strip() for h in fields]
+            twice = sorted({h for h in header if header.count(h) > 1})
+            if twice:
+                raise MinitfError(f"{path}:{line}: the header names column(s) "
+                                  f"{', '.join(map(repr, twice))} more than once; rename them "
+                                  "so that each column has its own name")
         elif len(fields) != len(header):
             hint = (" (an unquoted comma in the text? quote such fields)"
                     if format == "csv" and len(fields) > len(header) else "")
@@ -216,8 +221,24 @@ def _csv_rows(lines: list[tuple[int, str]], delimiter: str, quoting: int
             return
         except csv.Error as exc:
             start = i + consumed
-            yield numbers[start], [], f"broken quoting ({exc}); check the quotes on this line"
+            yield numbers[start], [], (
+                f"a field longer than {csv.field_size_limit():,} characters, the most a field "
+                "may hold; split the text, or check for a quote that is never closed"
+                if "field larger than field limit" in str(exc) else
+                f"broken quoting ({exc}); check the quotes on this line")
             i = start + 1
+
+
+class DuplicateKey(ValueError):
+    """A JSON object with the same key twice (json.loads would keep the last silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return record
 
 
 def _jsonl_records(lines: list[tuple[int, str]], bad: BadRows) -> list[tuple[int, dict]]:
@@ -226,9 +247,12 @@ def _jsonl_records(lines: list[tuple[int, str]], bad: BadRows) -> list[tuple[int
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             bad.add(line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except DuplicateKey as exc:
+            bad.add(line, f"the key {exc.args[0]!r} appears more than once in this object")
             continue
         except (ValueError, RecursionError) as exc:  # integers too long, nesting too deep
             bad.add(line, f"not valid JSON ({str(exc)[:100]})")

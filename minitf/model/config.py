@@ -89,6 +89,9 @@ class BertConfig:
         if not isinstance(pad, int) or isinstance(pad, bool) or not 0 <= pad < self.vocab_size:
             raise MinitfError(f"{source}: pad_token_id {self.pad_token_id} is outside the "
                               f"vocabulary (size {self.vocab_size})")
+        if sorted(self.id2label) != list(range(len(self.id2label))):
+            raise MinitfError(f"{source}: id2label keys must be the label ids 0 to "
+                              f"{len(self.id2label) - 1}, got {sorted(self.id2label)[:10]}")
         if self.dtype is not None and not isinstance(self.dtype, str):
             raise MinitfError(f"{source}: dtype must be a name such as \"float32\", got "
                               f"{self.dtype!r:.40}")

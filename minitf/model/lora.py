@@ -44,8 +44,11 @@ class LoRALinear(nn.Module):
 
     def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0):
         super().__init__()
-        if r < 1:
-            raise MinitfError(f"LoRA rank must be at least 1, got {r}")
+        if type(r) is not int or not 1 <= r <= min(base.in_features, base.out_features):
+            raise MinitfError(f"LoRA rank {r}: must be an integer from 1 to the adapted layer's "
+                              f"size ({min(base.in_features, base.out_features)}); 8 is usual")
+        if not math.isfinite(alpha):  # checked before anything is allocated
+            raise MinitfError(f"LoRA alpha {alpha}: must be a finite number")
         self.base_layer = base  # PEFT's name, so state-dict keys line up with PEFT's
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()

@@ -159,6 +159,12 @@ def copy_into(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path,
         if any(n.startswith("classifier.") for n in misshaped):
             lines.append("  (the classifier was trained for another number of labels)")
         raise MinitfError("\n".join(lines))
+    not_finite = [n for n, t in tensors.items()  # a diverged run's weights give nan logits
+                  if t.is_floating_point() and not torch.isfinite(t).all()]
+    if not_finite:
+        raise MinitfError(f"{source}: NaN or infinite values in {len(not_finite)} tensor(s): "
+                          f"{', '.join(not_finite[:8])}; these weights come from a diverged run "
+                          "(or are corrupted), and would give nan outputs")
     with torch.no_grad():
         for name, tensor in tensors.items():
             expected[name].copy_(tensor)

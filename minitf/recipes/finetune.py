@@ -290,7 +290,14 @@ def class_names(cfg: FinetuneConfig, train: D.Examples) -> list[str]:
     if len(labels) < 2:
         raise MinitfError(f"{cfg.train}: a classifier needs at least 2 classes; found only "
                           f"{labels} (for numeric targets pass --regression)")
+    if len(labels) > MAX_CLASSES:  # before a (classes, hidden) head is made
+        raise MinitfError(f"{cfg.train}: {len(labels):,} distinct labels, more than "
+                          f"{MAX_CLASSES:,} classes; is --label-column the text or an id? (for "
+                          "numeric targets pass --regression)")
     return labels
+
+
+MAX_CLASSES = 10_000
 
 
 def data_fingerprint(examples: D.Examples, targets: list[int] | list[float]) -> str:

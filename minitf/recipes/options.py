@@ -127,6 +127,11 @@ def closed_fraction(v: float) -> str | None:
     return None if 0 <= v <= 1 else "must be in [0, 1]"
 
 
+def lora_rank(v: int) -> str | None:
+    """0 (off) or a rank; the model's hidden size bounds it further (tasks/peft_format.py)."""
+    return None if 0 <= v <= 1 << 16 else "must be 0 (off) or a rank up to the hidden size"
+
+
 def grad_norm(v: float) -> str | None:
     return None if math.isfinite(v) and v >= 0 else (
         "must be a positive number, or 0 to turn gradient clipping off")
@@ -207,7 +212,7 @@ SELECT_METRIC = Option("select_metric", "auto", group="optimisation",
 
 # LoRA
 LORA = Option("lora", 0, group="LoRA adapters (minitf/model/lora.py)", metavar="R",
-              check=non_negative, resume=True,
+              check=lora_rank, resume=True,
               help="train rank-R adapters instead of the weights (8 is usual)")
 LORA_ALPHA = Option("lora_alpha", None, type=float, group=LORA.group, check=positive,
                     resume=True, help="scale alpha/R (default: 2R)")
@@ -250,7 +255,8 @@ SHAPE = Option("config", "mini", group="model", choices=tuple(SHAPES),
                help="shape from scratch: " + ", ".join(
                    f"{k} {n}×{h} ({a} heads)" for k, (n, h, a) in SHAPES.items())
                + " (default: %(default)s)")
-LAYERS = Option("layers", None, type=int, group="model", check=at_least(1))
+LAYERS = Option("layers", None, type=int, group="model",
+                check=lambda v: None if 1 <= v <= 128 else "must be from 1 to 128 (BERT-large: 24)")
 HIDDEN = Option("hidden", None, type=int, group="model", check=at_least(1))
 HEADS = Option("heads", None, type=int, group="model", check=at_least(1))
 INTERMEDIATE = Option("intermediate", None, type=int, group="model", check=at_least(1),

@@ -29,6 +29,7 @@ Python:  from minitf.recipes.pretrain import PretrainConfig, pretrain
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,12 +127,29 @@ def model_config(cfg: PretrainConfig, tokenizer: Any) -> BertConfig:
         raise MinitfError(f"--config {cfg.config!r}: choose one of {', '.join(SHAPES)}")
     layers, hidden, heads = SHAPES[cfg.config]
     layers, hidden, heads = cfg.layers or layers, cfg.hidden or hidden, cfg.heads or heads
-    return BertConfig(
+    config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=cfg.intermediate or 4 * hidden,
         hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout,
         max_position_embeddings=max(512, cfg.max_length), pad_token_id=tokenizer.pad_token_id,
         initializer_range=cfg.init_std)
+    refuse_unaffordable(config)
+    return config
+
+
+def refuse_unaffordable(config: BertConfig) -> None:
+    """Refuse a shape whose training state (weights, gradients, two Adam moments: 16 bytes a
+    parameter) exceeds this machine's memory, before a tensor is made."""
+    h, i = config.hidden_size, config.intermediate_size
+    params = ((config.vocab_size + config.max_position_embeddings + 2) * h + h * h
+              + config.num_hidden_layers * (4 * h * h + 2 * h * i + 9 * h + i))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if 16 * params > memory:
+        raise MinitfError(f"--layers {config.num_hidden_layers} --hidden {h} --intermediate {i}: "
+                          f"{params / 1e9:.1f} billion parameters need about "
+                          f"{16 * params / 2**30:,.0f} GiB to train (weights, gradients, Adam), "
+                          f"more than this machine's {memory / 2**30:,.0f} GiB; choose a "
+                          "smaller shape")
 
 
 def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None

@@ -202,12 +202,13 @@ def explore(model: str | Path, text: str, pair: str | None = None, max_length: i
     ids = batch["input_ids"][0].tolist()
     full_length = (len(tokenizer.tokenize(text)) + 2
                    + (0 if pair is None else len(tokenizer.tokenize(pair)) + 1))
+    length = max(len(ids), pad_to or 0)
+    limit = net.config.max_position_embeddings
+    if length > limit:  # checked before padding allocates anything
+        raise MinitfError(f"{length} tokens, but this model reads at most "
+                          f"{limit}; use a smaller --max-length / --pad-to")
     if pad_to is not None and pad_to > len(ids):
         batch = _pad(batch, pad_to, tokenizer.pad_token_id)
-    limit = net.config.max_position_embeddings
-    if batch["input_ids"].shape[1] > limit:
-        raise MinitfError(f"{batch['input_ids'].shape[1]} tokens, but this model reads at most "
-                          f"{limit}; use a smaller --max-length / --pad-to")
     out, q, k, v = capture_qkv(net, batch)
     all_ids = batch["input_ids"][0].tolist()
     data = ExplorerData(

@@ -11,16 +11,20 @@ What PEFT writes for a LoRA on a BertForSequenceClassification (task_type SEQ_CL
 `save_peft_adapter` writes that, so `peft.PeftModel.from_pretrained(transformers_model, dir)`
 loads it; `load_peft_adapter` reads it (PEFT's own or ours) into a minitf classifier. Which
 modules a config targets follows PEFT's rules (a list of names matches a module whose name is
-the entry or ends with "." + entry; a string is a regular expression for the whole name;
-layers_to_transform keeps the listed layers). Options that change the computation in ways
-minitf does not implement (DoRA, rsLoRA, bias training, per-module rank patterns, ...) are
-refused with a MinitfError naming the option, rather than silently giving other logits.
+the entry or ends with "." + entry; a string is a pattern for the whole name, read by
+minitf/tasks/peft_targets.py, never by `re`; layers_to_transform keeps the listed layers).
+Sizes and numbers are checked before anything is allocated: r against the adapted linears and
+against the tensors' shapes, alpha and the tensors finite. Options that change the
+computation in ways minitf does not implement (DoRA, rsLoRA, bias training, per-module rank
+patterns, ...) are refused with a MinitfError naming the option, rather than silently giving
+other logits.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +48,7 @@ from minitf.model.lora import (
     spec_of,
 )
 from minitf.model.weights import model_files, save_safetensors
+from minitf.tasks.peft_targets import compile_targets, contains_module, matches
 
 ADAPTER_DIR = "adapter"  # fine-tuning's best/adapter and last/adapter
 CONFIG_FILE = "adapter_config.json"
@@ -101,8 +106,7 @@ def matched_modules(model: BertForSequenceClassification, config: dict[str, Any]
     for name, _ in model.named_modules():
         if not name or not selects(targets, name) or selects(config.get("exclude_modules"), name):
             continue
-        if any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in config.get("modules_to_save")
-               or []):
+        if any(contains_module(name, m) for m in config.get("modules_to_save") or []):
             continue
         index = re.match(r".*?\.[^.]*\.(\d+)\.", name)
         if isinstance(targets, list) and layers and not (index and int(index[1]) in layers):
@@ -112,8 +116,8 @@ def matched_modules(model: BertForSequenceClassification, config: dict[str, Any]
 
 
 def selects(pattern: str | list[str] | None, name: str) -> bool:
-    if isinstance(pattern, str):
-        return re.fullmatch(pattern, name) is not None
+    if isinstance(pattern, str):  # checked by read_peft_config; never a regular expression
+        return matches(compile_targets(pattern, "target_modules"), name)
     return any(name == t or name.endswith("." + t) for t in pattern or [])
 
 
@@ -125,8 +129,8 @@ def read_peft_config(directory: str | Path) -> dict[str, Any]:
                           f"{CONFIG_FILE} and {WEIGHTS_FILE} that PEFT's save_pretrained writes")
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MinitfError(f"{file}: not valid JSON ({exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting
+        raise MinitfError(f"{file}: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(config, dict):
         raise MinitfError(f"{file}: expected a JSON object")
     if config.get("peft_type") != "LORA":
@@ -141,10 +145,45 @@ def read_peft_config(directory: str | Path) -> dict[str, Any]:
     if config.get("layers_pattern") not in (None, "layer", ["layer"]):
         raise MinitfError(f"{file}: unsupported PEFT option layers_pattern="
                           f"{config['layers_pattern']!r}; BERT's layers are 'layer'")
-    r = config.get("r")
-    if not isinstance(r, int) or r < 1:
-        raise MinitfError(f"{file}: r must be a positive integer, got {r!r}")
+    check_fields(config, file)
     return config
+
+
+MAX_RANK = 1 << 16  # more than any hidden size; the real bound (the linears' sizes) is at load
+
+
+def check_fields(config: dict[str, Any], file: Path) -> None:
+    """The types and ranges of the fields minitf reads (a wrong one is refused here, not met
+    later as a TypeError or a huge allocation)."""
+    r = config.get("r")
+    if type(r) is not int or not 1 <= r <= MAX_RANK:
+        raise MinitfError(f"{file}: r must be a positive integer (8 is usual; at most the "
+                          f"adapted layers' size), got {str(r)[:50]}")
+    alpha, dropout = config.get("lora_alpha", 8), config.get("lora_dropout", 0.0)
+    if type(alpha) not in (int, float) or not math.isfinite(alpha):
+        raise MinitfError(f"{file}: lora_alpha must be a finite number, got {str(alpha)[:50]}")
+    if type(dropout) not in (int, float) or not 0 <= dropout < 1:
+        raise MinitfError(f"{file}: lora_dropout must be a number in [0, 1), got "
+                          f"{str(dropout)[:50]}")
+    for key in ("target_modules", "exclude_modules"):
+        value = config.get(key)
+        if isinstance(value, str):
+            compile_targets(value, f"{file}: {key}")  # refused unless the safe syntax
+        elif not (value is None and key == "exclude_modules") and not is_names(value):
+            raise MinitfError(f"{file}: {key} must be a list of module names or a pattern "
+                              f"string, got {str(value)[:80]}")
+    if not (config.get("modules_to_save") is None or is_names(config["modules_to_save"])):
+        raise MinitfError(f"{file}: modules_to_save must be a list of module names, got "
+                          f"{str(config['modules_to_save'])[:80]}")
+    layers = config.get("layers_to_transform")
+    if not (layers is None or type(layers) is int or isinstance(layers, list)
+            and all(type(i) is int for i in layers)):
+        raise MinitfError(f"{file}: layers_to_transform must be a layer number or a list of "
+                          f"them, got {str(layers)[:80]}")
+
+
+def is_names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def load_peft_adapter(model: BertForSequenceClassification, directory: str | Path
@@ -161,8 +200,9 @@ def load_peft_adapter(model: BertForSequenceClassification, directory: str | Pat
                           f"model; BERT's are {', '.join(TARGETS.values())}")
     spec = LoRASpec(config["r"], float(config.get("lora_alpha", 8)),
                     float(config.get("lora_dropout", 0.0)), modules)
-    plan = add_lora(model, spec)
     tensors = read_adapter_tensors(directory / WEIGHTS_FILE)
+    check_rank(model, spec, tensors, directory)  # before add_lora allocates (r, in) + (out, r)
+    plan = add_lora(model, spec)
     expected = {n for n in model.state_dict() if ".lora_" in n or n.startswith(TRAINED_IN_FULL)}
     missing = sorted(n for n in expected if ".lora_" in n and n not in tensors)
     unexpected = sorted(n for n in tensors if n not in expected)
@@ -178,6 +218,24 @@ def load_peft_adapter(model: BertForSequenceClassification, directory: str | Pat
     return spec, plan
 
 
+def check_rank(model: BertForSequenceClassification, spec: LoRASpec,
+               tensors: dict[str, torch.Tensor], directory: Path) -> None:
+    """r fits the adapted linears (at most min(in, out)) and the file's lora_A / lora_B."""
+    for name in spec.modules:
+        base = model.get_submodule(name)  # not a Linear: add_lora refuses it, naming it
+        limit = min(base.in_features, base.out_features) if isinstance(base, torch.nn.Linear) \
+            else spec.r
+        if spec.r > limit:
+            raise MinitfError(f"{directory / CONFIG_FILE}: r {spec.r} is larger than {name} "
+                              f"({limit} features); a LoRA rank is at most the layer's size")
+    for name, tensor in tensors.items():
+        dim = 0 if name.endswith("lora_A.weight") else 1 if name.endswith("lora_B.weight") \
+            else None
+        if dim is not None and (tensor.ndim != 2 or tensor.shape[dim] != spec.r):
+            raise MinitfError(f"{directory / WEIGHTS_FILE}: tensor {name} has shape "
+                              f"{tuple(tensor.shape)}, but {CONFIG_FILE} says r {spec.r}")
+
+
 def read_adapter_tensors(file: Path) -> dict[str, torch.Tensor]:
     """The adapter's tensors, by minitf's names (PEFT's base_model.model. prefix removed)."""
     if not file.is_file():
@@ -189,6 +247,10 @@ def read_adapter_tensors(file: Path) -> dict[str, torch.Tensor]:
     bad = [k for k in tensors if not k.startswith(PREFIX)]
     if bad:
         raise MinitfError(f"{file}: tensor {bad[0]!r} lacks PEFT's {PREFIX!r} prefix")
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MinitfError(f"{file}: tensor {name} holds NaN or infinite values; the "
+                              "adapter was saved from a diverged run")
     return {k.removeprefix(PREFIX): t for k, t in tensors.items()}
 
 
@@ -204,6 +266,9 @@ def setup_lora(model: BertForSequenceClassification, r: int, alpha: float | None
     adapter directory to continue from (--adapter DIR; also what --resume reloads)."""
     if adapter is not None:
         return load_peft_adapter(model, adapter)[1]
+    if r > model.config.hidden_size:  # before LoRALinear allocates (r, in) and (out, r)
+        raise MinitfError(f"--lora {r}: the rank is at most the model's hidden size "
+                          f"({model.config.hidden_size}); 8 is usual")
     spec = lora_spec(model.config.num_hidden_layers, r, alpha, dropout, targets, layers)
     return add_lora(model, spec)
 
@@ -230,6 +295,9 @@ def load_adapted_classifier(base: str | Path, adapter: str | Path, attn_backend:
     adapter = Path(adapter)
     read_peft_config(adapter)
     head = read_adapter_tensors(adapter / WEIGHTS_FILE).get("classifier.weight")
+    if head is not None and (head.ndim != 2 or head.shape[0] < 1):
+        raise MinitfError(f"{adapter / WEIGHTS_FILE}: classifier.weight has shape "
+                          f"{tuple(head.shape)}; expected (labels, hidden size)")
     model = BertForSequenceClassification.from_pretrained(
         resolve_model_dir(base), num_labels=None if head is None else head.shape[0],
         attn_backend=attn_backend, allow_missing_head=head is not None)

@@ -110,12 +110,18 @@ def _coverage(documents: list[str]) -> float:
 # ---------------------------------------------------------------------------- training
 
 
+MAX_VOCAB = 1 << 20  # pieces; SentencePiece itself fails past 2^31 with a raw error
+
+
 def _check_settings(vocab_size: int, model_type: str, coverage: float | None) -> None:
     if model_type not in MODEL_TYPES:
         raise MinitfError(f"model type {model_type!r} is not one of {', '.join(MODEL_TYPES)}")
     if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_IDS):
         raise MinitfError(f"--vocab-size {vocab_size} is too small: the 5 special tokens "
                           "alone take 5 ids; try 8000")
+    if vocab_size > MAX_VOCAB:
+        raise MinitfError(f"--vocab-size {vocab_size} is too large: at most {MAX_VOCAB:,} "
+                          "pieces (BERT's is 30,522; 8000 suits a small corpus)")
     if coverage is not None and not 0.9 <= coverage <= 1.0:
         raise MinitfError(f"--character-coverage {coverage} must be between 0.9 and 1.0")
 

@@ -185,11 +185,12 @@ def test_sigterm_saves_last_and_exits_143_then_resume_finishes(files, tmp_path, 
         return real(*args, **kwargs)
 
     monkeypatch.setattr(FT, "classifier_logits", terminated)
+    before = signal.getsignal(signal.SIGTERM)  # another library's may be installed already
     out = tmp_path / "out"
     assert finetune_cli(files, out) == 143
     state = torch.load(out / "last" / "training_state.pt", weights_only=True)
     assert tuple(state["position"]) == (0, 3)
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
     monkeypatch.setattr(FT, "classifier_logits", real)
     assert finetune_cli(files, out, "--resume") == 0
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

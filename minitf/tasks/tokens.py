@@ -14,7 +14,8 @@ positions are those words (as in English CoNLL data), otherwise characters.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,10 @@ class TokenTagger:
 
     def __init__(self, model: BertForTokenClassification, tokenizer: Any,
                  max_length: int = 128, batch_size: int = 64, overlap: int = 32,
-                 device: torch.device | str = "cpu"):
-        self.model, self.tokenizer = model.eval(), tokenizer
+                 device: torch.device | str = "cpu",
+                 autocast: Callable[[], AbstractContextManager] = nullcontext):
+        """autocast: the context each forward runs in (Precision.autocast for bf16)."""
+        self.model, self.tokenizer, self.autocast = model.eval(), tokenizer, autocast
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length = min(max_length, model.config.max_position_embeddings)
         self.batch_size, self.overlap, self.device = batch_size, overlap, torch.device(device)
@@ -91,7 +94,9 @@ class TokenTagger:
                 n = len(windows[i].input_ids)
                 ids[r, :n] = torch.tensor(windows[i].input_ids)
                 mask[r, :n] = 1
-            logits = self.model(ids.to(self.device), mask.to(self.device)).logits.float().cpu()
+            with self.autocast():
+                logits = self.model(ids.to(self.device), mask.to(self.device)).logits
+            logits = logits.float().cpu()
             for r, i in enumerate(chunk):
                 rows[i] = logits[r]
         return T.stitch(windows, rows, [len(s.units) for s in sentences])

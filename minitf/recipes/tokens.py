@@ -144,7 +144,7 @@ def load_token_splits(cfg: F.FinetuneConfig, say: Any) -> dict[str, T.Sentences]
             held, order = sorted(order[:take]), order[take:]
             read[name] = T.Sentences([train.items[i] for i in held], fmt, train.source,
                                      train.labels)
-    kept = sorted(order)[:cfg.max_train_samples] if cfg.max_train_samples else sorted(order)
+    kept = sorted(order[:cfg.max_train_samples] if cfg.max_train_samples else order)
     read["train"] = T.Sentences([train.items[i] for i in kept], fmt, train.source, train.labels)
     for name in ("validation", "test"):
         if name in read:

@@ -76,9 +76,22 @@ class TokenTagger:
     def is_entity_tagger(self) -> bool:
         return "O" in self.labels
 
-    @torch.no_grad()
     def scores(self, sentences: Sequence[T.Sentence]) -> list[list[torch.Tensor]]:
         """Logits (num_labels,) per position of each sentence."""
+        windows, logits = self._window_logits(sentences)
+        return T.stitch(windows, logits, [len(s.units) for s in sentences])
+
+    def predict(self, sentences: Sequence[T.Sentence]) -> list[list[str]]:
+        """The best label per position of each sentence (argmax per window, then stitched)."""
+        windows, logits = self._window_logits(sentences)
+        best = [rows.argmax(-1).tolist() for rows in logits]
+        return [[self.labels[i] for i in sentence]
+                for sentence in T.stitch(windows, best, [len(s.units) for s in sentences])]
+
+    @torch.no_grad()
+    def _window_logits(self, sentences: Sequence[T.Sentence]
+                       ) -> tuple[list[T.Window], list[torch.Tensor]]:
+        """The windows of the sentences and the logits (window length, num_labels) of each."""
         self.model.eval()
         windows = T.encode_windows(sentences, self.tokenizer, self.max_length,
                                    overlap=self.overlap)
@@ -99,12 +112,7 @@ class TokenTagger:
             logits = logits.float().cpu()
             for r, i in enumerate(chunk):
                 rows[i] = logits[r]
-        return T.stitch(windows, rows, [len(s.units) for s in sentences])
-
-    def predict(self, sentences: Sequence[T.Sentence]) -> list[list[str]]:
-        """The best label per position of each sentence."""
-        return [[self.labels[int(row.argmax())] for row in sentence]
-                for sentence in self.scores(sentences)]
+        return windows, rows
 
     def _sentences(self, texts: Sequence[str]) -> tuple[list[T.Sentence], list[list[tuple]]]:
         spans, sentences = [], []

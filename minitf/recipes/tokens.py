@@ -103,14 +103,19 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
 
     # 7. Test the best checkpoint once.
     if "test" in splits and ctx.main:
-        best = TokenTagger.from_pretrained(out / "best", max_length=cfg.max_length,
-                                           batch_size=cfg.eval_batch_size)
-        result.test = score(cfg.task, best, splits["test"], lexicon)
+        result.test = test_best(cfg, out, splits["test"], lexicon)
         outputs.log({"type": "test", "best_epoch": loop.best["epoch"] if loop.best else None,
                      **result.test})
         progress.say("test (best checkpoint): " + describe(result.test))
     outputs.plot()
     return result
+
+
+def test_best(cfg: F.FinetuneConfig, out: Path, test: T.Sentences, lexicon: set[str]
+              ) -> dict[str, Any]:
+    best = TokenTagger.from_pretrained(out / "best", max_length=cfg.max_length,
+                                       batch_size=cfg.eval_batch_size)
+    return score(cfg.task, best, test, lexicon)
 
 
 def check_token_config(cfg: F.FinetuneConfig) -> None:

@@ -5,10 +5,16 @@
 """
 
 from minitf.errors import MinitfError
-from minitf.model.bert import BertForMaskedLM, BertForSequenceClassification, BertModel
+from minitf.model.bert import (
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
 from minitf.model.config import BertConfig
 
-__all__ = ["BertConfig", "BertForMaskedLM", "BertForSequenceClassification", "BertModel",
+__all__ = ["BertConfig", "BertForMaskedLM", "BertForSequenceClassification",
+           "BertForTokenClassification", "BertModel",
            "MinitfError", "Tokenizer"]
 __version__ = "0.1.0"
 

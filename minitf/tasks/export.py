@@ -35,7 +35,11 @@ import torch.nn as nn
 
 from minitf.errors import MinitfError
 from minitf.io import atomic_file
-from minitf.model.bert import BertForSequenceClassification, BertModel
+from minitf.model.bert import (
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -71,18 +75,30 @@ def load_for_export(directory: str | Path) -> BertModel | BertForSequenceClassif
 
     path = resolve_model_dir(directory)
     config = BertConfig.from_pretrained(path)
+    if "BertForTokenClassification" in _architectures(path):  # a label per position
+        return BertForTokenClassification.from_pretrained(path, attn_backend="reference")
     if config.id2label:
         return BertForSequenceClassification.from_pretrained(path, attn_backend="reference")
     return BertModel.from_pretrained(path, attn_backend="reference")
 
 
+def _architectures(path: Path) -> list[str]:
+    import json
+    try:
+        names = json.loads((path / "config.json").read_text(encoding="utf-8")).get(
+            "architectures")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return names if isinstance(names, list) else []
+
+
 def output_names(model: nn.Module) -> tuple[str, ...]:
-    if isinstance(model, BertForSequenceClassification):
+    if isinstance(model, (BertForSequenceClassification, BertForTokenClassification)):
         return ("logits",)
     if isinstance(model, BertModel):
         return ("last_hidden_state", "pooler_output")
-    raise MinitfError(f"cannot export a {type(model).__name__}: minitf exports BertModel and "
-                      "BertForSequenceClassification")
+    raise MinitfError(f"cannot export a {type(model).__name__}: minitf exports BertModel, "
+                      "BertForSequenceClassification and BertForTokenClassification")
 
 
 def export_onnx(model: BertModel | BertForSequenceClassification | str | Path,
@@ -119,7 +135,9 @@ def export_onnx(model: BertModel | BertForSequenceClassification | str | Path,
     wrapper = _OnnxClassifier(traced) if len(names) == 1 else _OnnxEncoder(traced)
     example = example_inputs(traced.config.vocab_size)
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
-    axes.update({name: ({0: "batch", 1: "sequence"} if name == "last_hidden_state"
+    per_position = ("last_hidden_state",) + (
+        ("logits",) if isinstance(traced, BertForTokenClassification) else ())
+    axes.update({name: ({0: "batch", 1: "sequence"} if name in per_position
                         else {0: "batch"}) for name in names})
 
     with atomic_file(output, overwrite) as tmp, warnings.catch_warnings(), torch.no_grad():

@@ -1,0 +1,234 @@
+"""`minitf finetune --task segment|tag|ner`: a label per character (or word), on the same engine.
+
+What differs from classifying a text (minitf/recipes/finetune.py), and only that, lives here:
+
+    1. data      a token file per split (minitf/data/tokens.py: words, word-tags or conll; the
+                 format follows from --task, --format overrides), cut into windows of
+                 --max-length with overlap; held-out sentences by --validation/--test-fraction
+    2. model     BertForTokenClassification: the encoder without its pooler + a fresh linear
+                 head on every position, labels in config.json's id2label
+    5. loss      cross-entropy over the labelled positions (the first piece of each unit)
+    6. evaluate  windows stitched back into sentences, then the field's scores
+                 (minitf/tasks/token_metrics.py): word F1 / OOV recall, tag accuracy, entity F1
+
+The optimizer, schedule, loop, checkpoints, resume and the output folder are the same as for
+classification. Not yet supported for token tasks: the frozen-prefix cache, LoRA adapters
+(refused with a message; --freeze without the cache works).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minitf.data import tokens as T
+from minitf.data.examples import batch_plan
+from minitf.errors import MinitfError
+from minitf.model.bert import BertForTokenClassification, token_classification_loss
+from minitf.model.freeze import freeze, train_mode
+from minitf.model.precision import pick_device
+from minitf.model.weights import model_files
+from minitf.paths import resolve_model_dir
+from minitf.recipes import finetune as F
+from minitf.run_folder import RunFolder
+from minitf.tasks import classify as inference
+from minitf.tasks import token_metrics as M
+from minitf.tasks.tokens import TokenTagger
+from minitf.train import distributed
+from minitf.train.checkpoint import Outputs
+from minitf.train.loop import Task, Trainer
+from minitf.train.optim import build_optimizer, linear_schedule
+from minitf.train.progress import Progress
+from minitf.train.step import TrainStep
+
+TASK_FORMATS = {"segment": "words", "tag": "word-tags", "ner": "conll"}
+
+
+def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
+                    folder: RunFolder) -> F.FinetuneResult:
+    progress = Progress(cfg.progress if ctx.main else "off")
+    check_token_config(cfg)
+    out, state = F.open_output(cfg, folder)
+    device = ctx.local_device(pick_device(cfg.device))
+    torch.manual_seed(cfg.seed)
+
+    # 1. Data: sentences, labels, windows.
+    splits = load_token_splits(cfg, progress.say)
+    model_dir = resolve_model_dir(cfg.model)
+    tokenizer = tokenizer or inference.load_tokenizer(model_dir)
+    fingerprint = hashlib.sha1("\n".join(f"{s.text}\t{' '.join(s.tags)}" for s in
+                                         splits["train"].items).encode()).hexdigest()
+    if state is not None and state["fingerprint"] != fingerprint:
+        raise MinitfError(f"{cfg.train} changed since the checkpoint was written; --resume "
+                          "needs the same training data")
+    labels = splits["train"].labels
+    label2id = {name: i for i, name in enumerate(labels)}
+    windows = T.encode_windows(splits["train"].items, tokenizer, cfg.max_length, label2id)
+    progress.say(f"train: {len(windows)} windows of at most {cfg.max_length} tokens")
+
+    # 2. Model.
+    model = load_token_classifier(out / "last" if state else model_dir, labels, cfg)
+    model.to(device)
+    plan = freeze(model, cfg.freeze)
+    tagger = TokenTagger(model, tokenizer, cfg.max_length, cfg.eval_batch_size, device=device)
+
+    # 3.-6. Optimizer, schedule, the loop.
+    total_steps = math.ceil(len(windows) / cfg.batch_size) * cfg.epochs
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
+    scheduler = linear_schedule(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
+    step = TrainStep(optimizer, scheduler, cfg.max_grad_norm, device, cfg.precision,
+                     ctx.mean_loss)
+    lexicon = training_lexicon(splits["train"])
+    task = Task(model=model, batches=_batches(cfg, windows), loss=_loss(windows, tokenizer,
+                device), save=model_files(model, tokenizer),
+                evaluate=(lambda: score(cfg.task, tagger, splits["validation"], lexicon))
+                if "validation" in splits else None,
+                train_mode=lambda: train_mode(model, plan), describe=describe)
+    outputs = Outputs(out, enabled=ctx.main)
+    trainer = Trainer(task, step, F.schedule(cfg), ctx, outputs, progress, device,
+                      extra_state=lambda: {"config": asdict(cfg), "fingerprint": fingerprint})
+    if state is not None:
+        trainer.load_state_dict(state)
+    loop = trainer.run()
+    result = F.FinetuneResult(out, loop.history, interrupted=loop.interrupted,
+                              stop_signal=loop.stop_signal, train_seconds=loop.train_seconds,
+                              label_names=labels)
+    if loop.interrupted:
+        return result
+
+    # 7. Test the best checkpoint once.
+    if "test" in splits and ctx.main:
+        result.test = test_best(cfg, out, splits["test"], lexicon)
+        outputs.log({"type": "test", "best_epoch": loop.best["epoch"] if loop.best else None,
+                     **result.test})
+        progress.say("test (best checkpoint): " + describe(result.test))
+    outputs.plot()
+    return result
+
+
+def test_best(cfg: F.FinetuneConfig, out: Path, test: T.Sentences, lexicon: set[str]
+              ) -> dict[str, Any]:
+    best = TokenTagger.from_pretrained(out / "best", max_length=cfg.max_length,
+                                       batch_size=cfg.eval_batch_size)
+    return score(cfg.task, best, test, lexicon)
+
+
+def check_token_config(cfg: F.FinetuneConfig) -> None:
+    F.check_config(cfg)
+    fmt = cfg.format or TASK_FORMATS[cfg.task]
+    if fmt not in T.FORMATS:
+        raise MinitfError(f"--task {cfg.task} reads a token format ({', '.join(T.FORMATS)}), "
+                          f"not --format {fmt}")
+    if cfg.lora or cfg.adapter:
+        raise MinitfError(f"--lora/--adapter are not supported for --task {cfg.task} yet")
+    if cfg.regression:
+        raise MinitfError(f"--regression does not apply to --task {cfg.task}")
+    if cfg.metric != "accuracy":
+        raise MinitfError(f"--select-metric {cfg.select_metric}: token tasks select the best "
+                          "checkpoint by position accuracy (auto or accuracy)")
+
+
+def load_token_splits(cfg: F.FinetuneConfig, say: Any) -> dict[str, T.Sentences]:
+    fmt = cfg.format or TASK_FORMATS[cfg.task]
+    read = {name: T.read_sentences(path, fmt, cfg.encoding)
+            for name, path in (("train", cfg.train), ("validation", cfg.validation),
+                               ("test", cfg.test)) if path}
+    train = read["train"]
+    if not train.labels:
+        raise MinitfError(f"{cfg.train}: no labelled sentence to train on")
+    rng = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(train), generator=rng).tolist()
+    for name, fraction in (("test", cfg.test_fraction), ("validation", cfg.validation_fraction)):
+        if name not in read and fraction > 0:
+            take = max(1, round(fraction * len(order)))
+            held, order = sorted(order[:take]), order[take:]
+            read[name] = T.Sentences([train.items[i] for i in held], fmt, train.source,
+                                     train.labels)
+    kept = sorted(order[:cfg.max_train_samples] if cfg.max_train_samples else order)
+    read["train"] = T.Sentences([train.items[i] for i in kept], fmt, train.source, train.labels)
+    for name in ("validation", "test"):
+        if name in read:
+            T.check_known_labels(read[name], train.labels)
+    for name, data in read.items():
+        say(f"{name}: {len(data)} sentences from {data.source}")
+    say(f"labels ({len(train.labels)}): {' '.join(train.labels[:20])}"
+        + (" ..." if len(train.labels) > 20 else ""))
+    return read
+
+
+def load_token_classifier(directory: str | Path, labels: list[str], cfg: F.FinetuneConfig
+                          ) -> BertForTokenClassification:
+    model = BertForTokenClassification.from_pretrained(
+        directory, num_labels=len(labels), attn_backend=cfg.attn_backend,
+        allow_missing_head=True)
+    if cfg.max_length > model.config.max_position_embeddings:
+        raise MinitfError(f"--max-length {cfg.max_length} exceeds the model's "
+                          f"max_position_embeddings ({model.config.max_position_embeddings})")
+    model.config.id2label = dict(enumerate(labels))
+    return model
+
+
+def _batches(cfg: F.FinetuneConfig, windows: list[T.Window]) -> Any:
+    lengths = torch.tensor([len(w.input_ids) for w in windows])
+    return lambda epoch: batch_plan(lengths, cfg.batch_size, epoch, cfg.seed)
+
+
+def _loss(windows: list[T.Window], tokenizer: Any, device: torch.device) -> Any:
+    def loss(model: Any, shard: distributed.Shard) -> torch.Tensor:
+        rows = [windows[i] for i in shard.rows]
+        width = max(len(w.input_ids) for w in rows)
+        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+        labels = torch.full_like(ids, T.IGNORE)
+        mask = torch.zeros_like(ids)
+        for r, w in enumerate(rows):
+            ids[r, :len(w.input_ids)] = torch.tensor(w.input_ids)
+            labels[r, :len(w.labels)] = torch.tensor(w.labels)
+            mask[r, :len(w.input_ids)] = 1
+        logits = model(ids.to(device), mask.to(device)).logits
+        labels = labels.to(device)
+        # Mean over this shard's labelled positions, scaled to a sum over rows for Shard.mean.
+        per_token = token_classification_loss(logits.float(), labels)
+        return shard.mean(per_token * len(rows))
+    return loss
+
+
+def training_lexicon(train: T.Sentences) -> set[str]:
+    return {s.text[a:b] for s in train.items for a, b, _ in T.tags_to_spans(s.tags)}
+
+
+def score(task: str, tagger: TokenTagger, data: T.Sentences, lexicon: set[str]
+          ) -> dict[str, Any]:
+    """The task's scores on `data` (empty sentences skipped), plus position accuracy."""
+    items = [s for s in data.items if s.units]
+    rows = tagger.scores(items)
+    predicted = [[tagger.labels[int(r.argmax())] for r in sentence] for sentence in rows]
+    gold = [s.tags for s in items]
+    right = sum(p == g for ps, gs in zip(predicted, gold, strict=True)
+                for p, g in zip(ps, gs, strict=True))
+    total = sum(len(g) for g in gold)
+    # The loss of the stitched logits: each position once, as scored.
+    index = {name: i for i, name in enumerate(tagger.labels)}
+    logits = torch.stack([r for sentence in rows for r in sentence]) if total else None
+    targets = torch.tensor([index[t] for g in gold for t in g])
+    loss = float(torch.nn.functional.cross_entropy(logits, targets)) if total else 0.0
+    out: dict[str, Any] = {"loss": loss, "accuracy": right / total if total else 0.0}
+    if task == "ner":
+        return {**out, **M.entity_scores(gold, predicted)}
+    words = M.segmentation_scores(gold, predicted, [s.text for s in items], lexicon)
+    out.update({"f1": words["f1"], "precision": words["precision"],
+                "recall": words["recall"], "oov_recall": words["oov_recall"],
+                "iv_recall": words["iv_recall"]})
+    if task == "tag":
+        tags = M.tagging_scores(gold, predicted)
+        out.update({"tag_accuracy": tags["accuracy"], "joint_f1": tags["joint_f1"]})
+    return out
+
+
+def describe(metrics: dict[str, Any]) -> str:
+    names = ("f1", "oov_recall", "iv_recall", "tag_accuracy", "joint_f1", "accuracy")
+    return ", ".join(f"{n} {metrics[n]:.4f}" for n in names if metrics.get(n) is not None)

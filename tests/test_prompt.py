@@ -242,3 +242,11 @@ def test_unlabelled_bad_files_and_overlap(files, tmp_path):
     overlap.write_text("\n".join(test_texts[:7] + ["a quite new film"]) + "\n")
     with pytest.warns(UserWarning, match=r"\b\d+ of its 8 texts are also in --test"):
         run_with(overlap, test=str(files["test"]))
+
+
+def test_a_malformed_template_is_refused_before_the_output_folder_is_made(files, tmp_path):
+    with pytest.raises(MinitfError, match="no \\[MASK\\]"):
+        run(files, tmp_path / "out", prompt="{text} was")
+    with pytest.raises(MinitfError, match="twice"):
+        run(files, tmp_path / "out", verbalizer="pos=good,pos=bad")
+    assert not (tmp_path / "out").exists()

@@ -236,6 +236,9 @@ def check_config(cfg: FinetuneConfig) -> None:
                           "[MASK] is, the verbalizer which word there means which class")
     if cfg.prompt is not None and cfg.regression:
         raise MinitfError("--prompt classifies by label words; it does not do --regression")
+    if cfg.prompt is not None:  # the form now; the classes and the vocabulary once loaded
+        prompt.check_template(cfg.prompt)
+        prompt.parse_verbalizer(cfg.verbalizer)
     if (cfg.lora or cfg.adapter) and cfg.freeze != "none":
         raise MinitfError("--lora/--adapter freeze the base weights themselves (and cache the "
                           "layers below the adapted ones); drop --freeze")

@@ -250,3 +250,13 @@ def test_a_malformed_template_is_refused_before_the_output_folder_is_made(files,
     with pytest.raises(MinitfError, match="twice"):
         run(files, tmp_path / "out", verbalizer="pos=good,pos=bad")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_lone_word_start_piece_inside_the_prompt_is_dropped():
+    class Pieces:  # SentencePiece's habit: every text it is given starts with "▁"
+        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "▁", "好", "。"]
+
+    ids = [5, 7]                                                       # ▁ 。
+    assert P.continued(Pieces(), ids, "。", after_something=True) == [7]
+    assert P.continued(Pieces(), ids, "。", after_something=False) == ids   # the text's start
+    assert P.continued(Pieces(), ids, " 。", after_something=True) == ids   # a real space

@@ -278,13 +278,31 @@ def load_prompt_classifier(directory: str | Path, tokenizer: Any, template: str 
 # ---------------------------------------------------------------------------------------------
 
 
+def continued(tokenizer: Any, ids: list[int], text: str, after_something: bool) -> list[int]:
+    """The ids of a piece of the prompt that continues the text before it: SentencePiece
+    marks the start of every text it is given with a lone word-start piece "▁", which inside
+    a sentence it would not write (it would split 「…很好。」 as 很好 。, not 很好 ▁ 。). Dropped
+    then, unless the piece starts with a space; WordPiece's ids are returned as they are."""
+    if after_something and ids and not text[:1].isspace() and \
+            vocabulary_token(tokenizer, ids[0]) == "▁":
+        return ids[1:]
+    return ids
+
+
+def vocabulary_token(tokenizer: Any, token_id: int) -> str:
+    if hasattr(tokenizer, "convert_ids_to_tokens"):
+        return tokenizer.convert_ids_to_tokens([token_id])[0]
+    return tokenizer.vocab[token_id]
+
+
 def encode(examples: D.Examples, tokenizer: Any, prompt: Prompt,
            labels: list[int] | list[float] | None = None, max_length: int = 128) -> D.Encoded:
     """Each example wrapped in the template: [CLS] template-with-texts [SEP], one segment.
     The template's own tokens always stay; the texts are cut (longest first) to fit."""
     mask = int(tokenizer.mask_token_id)
     parts = [p for p in re.split(r"(\{text\}|\{text_pair\}|\[MASK\])", prompt.template) if p]
-    fixed = {p: text_ids(tokenizer, p) for p in parts if p not in (*SLOTS, MASK)}
+    fixed = {p: continued(tokenizer, text_ids(tokenizer, p), p, i > 0)
+             for i, p in enumerate(parts) if p not in (*SLOTS, MASK)}
     budget = max_length - 2 - sum(len(fixed[p]) for p in fixed) - 1
     has_pair = "{text_pair}" in parts
     if budget < 1:
@@ -297,9 +315,12 @@ def encode(examples: D.Examples, tokenizer: Any, prompt: Prompt,
     unk = tokenizer.unk_token_id if hasattr(tokenizer, "unk_token_id") else 1
     ids, types = [], []
     for i, text in enumerate(examples.texts):
-        a = [unk if t == mask else t for t in text_ids(tokenizer, text)]  # a "[MASK]" typed
-        b = [unk if t == mask else t                                       # in a text is text
-             for t in text_ids(tokenizer, examples.pairs[i])] if has_pair else []
+        # a "[MASK]" typed in a text is text, not the template's mask
+        a = [unk if t == mask else t for t in continued(
+            tokenizer, text_ids(tokenizer, text), text, parts.index("{text}") > 0)]
+        b = [unk if t == mask else t for t in continued(
+            tokenizer, text_ids(tokenizer, examples.pairs[i]), examples.pairs[i],
+            parts.index("{text_pair}") > 0)] if has_pair else []
         while len(a) + len(b) > budget:
             (a if len(a) >= len(b) else b).pop()
         row = [tokenizer.cls_token_id]

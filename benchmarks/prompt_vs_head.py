@@ -13,7 +13,8 @@ test.csv), with
     prompt + self-training   the prompt model above as teacher; its class probabilities on the
              other training reviews (labels unused) as soft targets; a student from --model on
              both for --student-epochs (minitf/recipes/self_train.py's pieces)
-and the zero-shot accuracy of the prompt (no training). Results: a markdown table (mean ± sd
+next to TF-IDF character 1-3-grams + logistic regression on the same rows, and the zero-shot
+accuracy of the prompt (no training). Results: a markdown table (mean ± sd
 over the seeds, wall time of each) and the raw cells as JSON in benchmarks/results/.
 """
 
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import RESULTS, header, markdown_table  # noqa: E402
-from pretrain import label_subsets  # noqa: E402
+from pretrain import label_subsets, tfidf_accuracy  # noqa: E402
 
 from minitf.data import examples as D  # noqa: E402
 from minitf.recipes.finetune import FinetuneConfig, finetune  # noqa: E402
@@ -54,13 +55,16 @@ def zero_shot(model: str, test: Path, template: str, verbalizer: str) -> float:
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict]:
     data = Path(args.data)
     count = str(args.labels)
-    train_csv, texts, _ = label_subsets(data / "train.csv", [count], work, seed)[count]
+    train_csv, texts, labels = label_subsets(data / "train.csv", [count], work, seed)[count]
     base = FinetuneConfig(train=str(train_csv), validation=str(data / "validation.csv"),
                           test=str(data / "test.csv"), model=args.model, output="",
                           epochs=args.epochs, lr=5e-4, batch_size=32, max_length=128,
                           seed=seed, progress="off", overwrite=True)
     prompt = dict(prompt=args.prompt, verbalizer=args.verbalizer)
-    cells = {}
+    started = time.perf_counter()
+    cells = {"TF-IDF char 1-3-grams + logistic regression": {
+        "accuracy": tfidf_accuracy(texts, labels, data / "test.csv"),
+        "seconds": time.perf_counter() - started}}
     for name, cfg in (("head", base), ("prompt", replace(base, **prompt))):
         started = time.perf_counter()
         result = finetune(replace(cfg, output=str(work / f"{name}-{seed}")))

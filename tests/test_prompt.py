@@ -47,9 +47,9 @@ def files(tmp_path_factory):
 
 def run(files, output, **settings):
     settings = {"max_length": 32, "batch_size": 16, "epochs": 2, "lr": 2e-3, "progress": "off",
-                "prompt": TEMPLATE, "verbalizer": VERBALIZER, **settings}
-    cfg = FT.FinetuneConfig(train=str(files["train"]), output=str(output),
-                            model=str(files["model"]), **settings)
+                "prompt": TEMPLATE, "verbalizer": VERBALIZER, "model": str(files["model"]),
+                **settings}
+    cfg = FT.FinetuneConfig(train=str(files["train"]), output=str(output), **settings)
     return FT.finetune(cfg)
 
 
@@ -109,6 +109,10 @@ def test_finetune_outputs_a_masked_lm_transformers_loads_and_predict_uses(files,
                      "--precision", "fp32", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["accuracy"] == pytest.approx(result.test["accuracy"])
+    # the prompt model as the start of an ordinary (head) fine-tuning: no prompt left behind
+    head = run(files, tmp_path / "head", model=str(out / "best"), prompt=None, verbalizer=None,
+               epochs=1)
+    assert "minitf_prompt" not in json.loads((head.output / "best" / "config.json").read_text())
 
 
 def test_zero_shot_evaluate_on_a_masked_lm(files, capsys):

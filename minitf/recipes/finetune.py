@@ -363,6 +363,7 @@ def load_classifier(directory: str | Path, labels: list[str], attn_backend: str 
     model = BertForSequenceClassification.from_pretrained(
         directory, num_labels=len(labels), attn_backend=attn_backend, allow_missing_head=True)
     model.config.id2label = dict(enumerate(labels))
+    model.config.minitf_prompt = None  # from a prompt model's directory: now a head classifies
     return model
 
 

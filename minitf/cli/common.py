@@ -33,7 +33,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser, data_help: str,
     O.add_options(parser, [
         O.MODEL.but(default=None, required=True, help="fine-tuned classifier directory (or, "
                     "with --adapter, the base model)"),
-        O.ADAPTER, O.DATA.but(help=data_help, required=data_required), *O.INFERENCE_OPTIONS])
+        O.ADAPTER, O.DATA.but(help=data_help, required=data_required), *O.INFERENCE_OPTIONS,
+        O.PROMPT.but(help="with --verbalizer: use a masked-LM --model as a prompt classifier "
+                     "(zero-shot), e.g. '{text}总之很[MASK]。'"), O.VERBALIZER])
 
 
 def read_file(args: argparse.Namespace, require_labels: bool) -> D.Examples:
@@ -49,7 +51,7 @@ def load_classifier(args: argparse.Namespace) -> tuple[Any, Any, list[str], torc
     --adapter) on --device in --precision, its tokenizer, its label names and the device."""
     O.check_args(args, O.INFERENCE_OPTIONS)
     device = pick_device(args.device)
-    model, tokenizer, labels = inference.load_for_inference(args.model, args.attn_backend,
-                                                            device, args.adapter)
+    model, tokenizer, labels = inference.load_for_inference(
+        args.model, args.attn_backend, device, args.adapter, args.prompt, args.verbalizer)
     model = apply_precision(model, args.precision, device)[0]
     return model, tokenizer, labels, device

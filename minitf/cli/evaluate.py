@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     examples = read_file(args, require_labels=True)
     examples, targets = (D.label_values(examples, args.skip_bad_rows) if len(labels) == 1
                          else D.label_ids(examples, labels, args.skip_bad_rows))
-    data = D.encode(examples, tokenizer, targets, args.max_length)
+    data = inference.encode_examples(model, examples, tokenizer, targets, args.max_length)
     metrics = inference.evaluate_encoded(model, data, labels, batch_size=args.batch_size,
                                          device=device)
     metrics["skipped"] = examples.skipped

@@ -515,10 +515,13 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor,
     """The sequence-classification loss, as Hugging Face defines it: logits (B, num_labels).
 
     One output (num_labels == 1) is regression: MSE between logits[:, 0] and float labels.
-    Otherwise cross-entropy with integer class labels. reduction: "mean" or "sum".
+    Otherwise cross-entropy with integer class labels, or with class probabilities (B,
+    num_labels) as soft targets. reduction: "mean" or "sum".
     """
     if logits.shape[-1] == 1:
         return F.mse_loss(logits[:, 0], labels.to(logits.dtype), reduction=reduction)
+    if labels.dim() == 2:  # soft targets (B, num_labels), e.g. self-training's probabilities
+        return F.cross_entropy(logits, labels.to(logits.dtype), reduction=reduction)
     return F.cross_entropy(logits, labels.long(), reduction=reduction)
 
 

@@ -39,6 +39,8 @@ class BertConfig:
     id2label: dict[int, str] = field(default_factory=dict)
     # The weights' dtype as config.json records it ("float32", "bfloat16", ...); set on save.
     dtype: str | None = None
+    # Prompt-based classifiers (minitf/tasks/prompt.py): template, verbalizer, label token ids.
+    minitf_prompt: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
@@ -92,6 +94,9 @@ class BertConfig:
         if sorted(self.id2label) != list(range(len(self.id2label))):
             raise MinitfError(f"{source}: id2label keys must be the label ids 0 to "
                               f"{len(self.id2label) - 1}, got {sorted(self.id2label)[:10]}")
+        if self.minitf_prompt is not None and not isinstance(self.minitf_prompt, dict):
+            raise MinitfError(f"{source}: minitf_prompt must be an object (template, "
+                              f"verbalizer, ...), got {self.minitf_prompt!r:.40}")
         if self.dtype is not None and not isinstance(self.dtype, str):
             raise MinitfError(f"{source}: dtype must be a name such as \"float32\", got "
                               f"{self.dtype!r:.40}")
@@ -142,7 +147,7 @@ class BertConfig:
             del out["id2label"]
         else:
             out["label2id"] = self.label2id
-        for name in ("classifier_dropout", "dtype"):
+        for name in ("classifier_dropout", "dtype", "minitf_prompt"):
             if out[name] is None:
                 del out[name]
         out.update(model_type="bert", position_embedding_type="absolute")

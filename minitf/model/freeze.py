@@ -113,5 +113,6 @@ def classifier_logits(model: BertForSequenceClassification, batch: dict[str, tor
             hidden = model.hidden_states(batch["input_ids"], batch["attention_mask"],
                                          batch.get("token_type_ids"), plan.frozen_layers)
         attention_mask = batch["attention_mask"]
-    return model(attention_mask=attention_mask, hidden=hidden,
+    # input_ids ride along: a prompt classifier (minitf/tasks/prompt.py) finds its [MASK] there.
+    return model(input_ids=batch["input_ids"], attention_mask=attention_mask, hidden=hidden,
                  first_layer=plan.frozen_layers).logits

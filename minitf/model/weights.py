@@ -241,7 +241,7 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> None:
     Written atomically: into a temporary sibling directory, then renamed into place, so a
     crash never leaves a half-written checkpoint where a good one was.
     """
-    architecture = type(model).__name__
+    architecture = getattr(model, "architecture", None) or type(model).__name__
     state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()
              if name not in model.tied_weights}
     model.config.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")

@@ -44,8 +44,10 @@ from minitf.model.precision import pick_device
 from minitf.model.weights import model_files
 from minitf.paths import resolve_model_dir
 from minitf.recipes import options as O
+from minitf.recipes.self_train import self_train, with_soft_examples
 from minitf.run_folder import RunFolder
 from minitf.tasks import classify as inference
+from minitf.tasks import prompt
 from minitf.tasks.metrics import format_report, majority_baseline, mean_baseline
 from minitf.tasks.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
 from minitf.train import distributed
@@ -93,6 +95,10 @@ class FinetuneConfig:
     lora_dropout: float = O.LORA_DROPOUT.field()
     lora_targets: str = O.LORA_TARGETS.field()
     lora_layers: str = O.LORA_LAYERS.field()
+    prompt: str | None = O.PROMPT.field()
+    verbalizer: str | None = O.VERBALIZER.field()
+    unlabelled: str | None = O.UNLABELLED.field()
+    self_train_rounds: int = O.SELF_TRAIN_ROUNDS.field()
     adapter: str | None = O.ADAPTER.field(help="a PEFT LoRA adapter directory to continue "
                                           "training", group=O.LORA.group)
     seed: int = O.SEED.field()
@@ -128,19 +134,26 @@ class FinetuneResult:
     label_names: list[str] = field(default_factory=list)
 
 
-def finetune(cfg: FinetuneConfig, tokenizer: Any = None) -> FinetuneResult:
+def finetune(cfg: FinetuneConfig, tokenizer: Any = None,
+             soft: tuple[D.Examples, torch.Tensor] | None = None) -> FinetuneResult:
     """Run the recipe. `tokenizer` defaults to the model directory's (inference.load_tokenizer).
-    Under torchrun every process runs it, data-parallel (minitf/train/distributed.py)."""
+    Under torchrun every process runs it, data-parallel (minitf/train/distributed.py).
+    cfg.unlabelled: self-training (minitf/recipes/self_train.py), which calls this with
+    `soft`: unlabelled examples and their class probabilities, trained on besides the labels."""
+    if cfg.unlabelled:
+        check_config(cfg)
+        return self_train(cfg, finetune, tokenizer)
     with distributed.start(cfg.device, cfg.dist_timeout) as ctx, \
             RunFolder(cfg.output, "finetune", ctx.main) as folder:
         if cfg.task != "classify":  # a label per position: minitf/recipes/tokens.py
             from minitf.recipes.tokens import finetune_tokens
             return finetune_tokens(cfg, tokenizer, ctx, folder)
-        return _finetune(cfg, tokenizer, ctx, folder)
+        return _finetune(cfg, tokenizer, ctx, folder, soft)
 
 
 def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
-              folder: RunFolder) -> FinetuneResult:
+              folder: RunFolder, soft: tuple[D.Examples, torch.Tensor] | None = None
+              ) -> FinetuneResult:
     progress = Progress(cfg.progress if ctx.main else "off")  # rank 0 alone prints and writes
     check_config(cfg)
     out, state = open_output(cfg, folder)
@@ -163,8 +176,12 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
     adapter = (out / "last" / ADAPTER_DIR if state else cfg.adapter) if cfg.lora or cfg.adapter \
         else None
     model, plan = build_model(cfg, out / "last" if state and not adapter else model_dir,
-                              splits.labels, device, progress.say, adapter)
-    encoded = encode_splits(splits, tokenizer, cfg.max_length, model.config.vocab_size)
+                              splits.labels, device, progress.say, adapter, tokenizer)
+    encoded = encode_splits(splits, tokenizer, cfg.max_length, model)
+    if soft is not None:  # a self-training student: + the unlabelled rows, soft targets
+        unlabelled = inference.encode_examples(model, soft[0], tokenizer, None, cfg.max_length)
+        encoded["train"] = with_soft_examples(encoded["train"], unlabelled, soft[1],
+                                              len(splits.labels))
     caches = build_caches(cfg, model, plan, encoded, ctx, device, progress.say)
 
     # 3.-4. Optimizer and schedule, over the trainable parameters only.
@@ -193,7 +210,8 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
 
     # 7. Test the best checkpoint once.
     if "test" in encoded and ctx.main:  # rank 0 alone: it wrote best/
-        test_best(cfg, result, encoded["test"], splits, outputs, loop.best, device, progress.say)
+        test_best(cfg, result, encoded["test"], splits, outputs, loop.best, device, progress.say,
+                  tokenizer)
     outputs.plot()
     progress.say(f"saved: {out / 'best'} (best), {out / 'last'} (last), {out / 'metrics.jsonl'}")
     return result
@@ -210,6 +228,9 @@ def check_config(cfg: FinetuneConfig) -> None:
     if cfg.task == "classify" and cfg.format in O.TOKEN_FORMATS:
         raise MinitfError(f"--format {cfg.format} is a token format: pass --task segment, tag "
                           "or ner with it")
+    if cfg.task != "classify" and (cfg.prompt or cfg.verbalizer or cfg.unlabelled):
+        raise MinitfError(f"--prompt, --verbalizer and --unlabelled classify texts; they do not "
+                          f"apply to --task {cfg.task}")
     if cfg.eval_batch_size < 1:
         raise MinitfError("eval_batch_size must be at least 1")
     if cfg.metric not in O.SELECT_METRICS:
@@ -220,6 +241,14 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise MinitfError(f"--select-metric {cfg.metric} does not apply to "
                           f"{'regression' if cfg.regression else 'classification'}; choose "
                           f"one of {', '.join(allowed)}")
+    if (cfg.prompt is None) != (cfg.verbalizer is None):
+        raise MinitfError("--prompt and --verbalizer go together: the template says where the "
+                          "[MASK] is, the verbalizer which word there means which class")
+    if cfg.prompt is not None and cfg.regression:
+        raise MinitfError("--prompt classifies by label words; it does not do --regression")
+    if cfg.prompt is not None:  # the form now; the classes and the vocabulary once loaded
+        prompt.check_template(cfg.prompt)
+        prompt.parse_verbalizer(cfg.verbalizer)
     if (cfg.lora or cfg.adapter) and cfg.freeze != "none":
         raise MinitfError("--lora/--adapter freeze the base weights themselves (and cache the "
                           "layers below the adapted ones); drop --freeze")
@@ -315,15 +344,17 @@ def data_fingerprint(examples: D.Examples, targets: list[int] | list[float]) -> 
     return digest.hexdigest()
 
 
-def encode_splits(splits: Splits, tokenizer: Any, max_length: int, vocab_size: int
+def encode_splits(splits: Splits, tokenizer: Any, max_length: int, model: Any
                   ) -> dict[str, D.Encoded]:
-    """Token ids of every split (tokenized once), checked against the model's vocabulary."""
-    encoded = {}
+    """Token ids of every split (tokenized once; in its prompt for a prompt classifier),
+    checked against the model's vocabulary."""
+    encoded, vocab_size = {}, model.config.vocab_size
     for name in ("train", "validation", "test"):
         examples = getattr(splits, name)
         if examples is None:
             continue
-        encoded[name] = D.encode(examples, tokenizer, splits.targets[name], max_length)
+        encoded[name] = inference.encode_examples(model, examples, tokenizer,
+                                                  splits.targets[name], max_length)
         top = max(int(t.max()) for t in encoded[name].input_ids)
         if top >= vocab_size:
             raise MinitfError(f"{name} data has token id {top}, outside the model's vocabulary "
@@ -336,21 +367,27 @@ def encode_splits(splits: Splits, tokenizer: Any, max_length: int, vocab_size: i
 # ---------------------------------------------------------------------------------------------
 
 
-def load_classifier(directory: str | Path, labels: list[str], attn_backend: str = "auto"
+def load_classifier(directory: str | Path, labels: list[str], attn_backend: str = "auto",
+                    cfg: FinetuneConfig | None = None, tokenizer: Any = None
                     ) -> BertForSequenceClassification:
     """A classifier for `labels`: the checkpoint's head if it has one for these labels, else a
     fresh head on the pre-trained encoder. The label names go into config.json (a regression
-    model has one "label", its target's name, and one output)."""
+    model has one "label", its target's name, and one output). With cfg.prompt: the masked-LM
+    model as a prompt classifier (minitf/tasks/prompt.py), its head being the MLM head."""
+    if cfg is not None and cfg.prompt is not None:
+        return prompt.load_prompt_classifier(directory, tokenizer, cfg.prompt, cfg.verbalizer,
+                                             labels, attn_backend)
     model = BertForSequenceClassification.from_pretrained(
         directory, num_labels=len(labels), attn_backend=attn_backend, allow_missing_head=True)
     model.config.id2label = dict(enumerate(labels))
+    model.config.minitf_prompt = None  # from a prompt model's directory: now a head classifies
     return model
 
 
 def build_model(cfg: FinetuneConfig, directory: Path, labels: list[str], device: torch.device,
-                say: Any, adapter: str | Path | None = None
+                say: Any, adapter: str | Path | None = None, tokenizer: Any = None
                 ) -> tuple[BertForSequenceClassification, FreezePlan]:
-    model = load_classifier(directory, labels, cfg.attn_backend)
+    model = load_classifier(directory, labels, cfg.attn_backend, cfg, tokenizer)
     if cfg.max_length > model.config.max_position_embeddings:
         raise MinitfError(f"--max-length {cfg.max_length} exceeds the model's "
                           f"max_position_embeddings ({model.config.max_position_embeddings})")
@@ -452,9 +489,10 @@ def describe(metrics: dict[str, Any]) -> str:
 
 def test_best(cfg: FinetuneConfig, result: FinetuneResult, data: D.Encoded, splits: Splits,
               outputs: Outputs, best: dict[str, Any] | None, device: torch.device,
-              say: Any) -> None:
+              say: Any, tokenizer: Any = None) -> None:
     """Evaluate best/ once on the test rows, next to the trivial baseline."""
-    model = load_classifier(outputs.directory / "best", splits.labels, cfg.attn_backend)
+    model = load_classifier(outputs.directory / "best", splits.labels, cfg.attn_backend, cfg,
+                            tokenizer)
     result.test = inference.evaluate_encoded(model.to(device), data, splits.labels,
                                              batch_size=cfg.eval_batch_size, device=device)
     if cfg.regression:

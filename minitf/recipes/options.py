@@ -190,6 +190,25 @@ OUTPUT = Option("output", required=True, group="model",
 MAX_LENGTH = Option("max_length", 128, group="model", check=at_least(3), resume=True,
                     help="tokens per example, [CLS] and [SEP] included (default: %(default)s)")
 
+# prompt-based classification through the masked-LM head (minitf/tasks/prompt.py)
+PROMPT = Option("prompt", group="prompt (minitf/tasks/prompt.py)", metavar="TEMPLATE",
+                resume=True,
+                help="classify by filling a [MASK]: a template with {text} ({text_pair}) and "
+                "one [MASK], e.g. '{text}总之很[MASK]。' (needs a masked-LM --model and "
+                "--verbalizer)")
+VERBALIZER = Option("verbalizer", group=PROMPT.group, metavar="LABEL=WORD,...", resume=True,
+                    help="the label word of each class at the [MASK], one token each, e.g. "
+                    "1=好,0=差")
+
+# self-training on unlabelled texts (minitf/recipes/self_train.py)
+UNLABELLED = Option("unlabelled", group="self-training (minitf/recipes/self_train.py)",
+                    metavar="FILE",
+                    help="unlabelled texts (one per line, or a CSV/TSV/JSONL text column): a "
+                    "teacher trained on the labels soft-labels them, a student trains on both")
+SELF_TRAIN_ROUNDS = Option("self_train_rounds", 1, group=UNLABELLED.group, check=at_least(1),
+                           help="students trained, each taught by the previous model "
+                           "(default: %(default)s)")
+
 # optimisation
 EPOCHS = Option("epochs", 3, group="optimisation", check=at_least(1), resume=True)
 BATCH_SIZE = Option("batch_size", 32, group="optimisation", check=at_least(1), resume=True,

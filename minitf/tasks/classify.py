@@ -40,14 +40,26 @@ def load_tokenizer(directory: str | Path) -> Any:
 
 
 def load_for_inference(model: str | Path, attn_backend: str = "auto",
-                       device: torch.device | str = "cpu", adapter: str | Path | None = None
+                       device: torch.device | str = "cpu", adapter: str | Path | None = None,
+                       template: str | None = None, verbalizer: str | None = None
                        ) -> tuple[BertForSequenceClassification, Any, list[str]]:
     """A fine-tuned classifier directory → (model on `device`, tokenizer, label names).
-    With `adapter` (a PEFT LoRA adapter directory), `model` is its base model."""
+    With `adapter` (a PEFT LoRA adapter directory), `model` is its base model. A prompt
+    classifier (minitf/tasks/prompt.py: config.json has its prompt) loads as one; `template`
+    and `verbalizer` make any masked-LM directory one (zero-shot)."""
     from minitf.paths import resolve_model_dir
+    from minitf.tasks import prompt as P
     from minitf.tasks.peft_format import load_adapted_classifier
 
     directory = resolve_model_dir(model)
+    if template is not None or verbalizer is not None or P.is_prompt_model(directory):
+        if adapter:
+            raise MinitfError("--adapter with a prompt classifier: give the merged directory "
+                              "(best/ or last/) as --model instead")
+        tokenizer = load_tokenizer(directory)
+        classifier = P.load_prompt_classifier(directory, tokenizer, template, verbalizer,
+                                              attn_backend=attn_backend)
+        return classifier.to(device), tokenizer, classifier.prompt.labels
     classifier = (load_adapted_classifier(directory, adapter, attn_backend) if adapter else
                   BertForSequenceClassification.from_pretrained(directory,
                                                                 attn_backend=attn_backend))
@@ -56,6 +68,17 @@ def load_for_inference(model: str | Path, attn_backend: str = "auto",
                           "classifier (minitf finetune's best/ or last/ directory)?")
     labels = [classifier.config.id2label[i] for i in range(classifier.config.num_labels)]
     return classifier.to(device), load_tokenizer(directory), labels
+
+
+def encode_examples(model: Any, examples: D.Examples, tokenizer: Any,
+                    labels: list[int] | list[float] | None = None, max_length: int = 128
+                    ) -> D.Encoded:
+    """The model's input for `examples`: each text in its prompt for a prompt classifier
+    (minitf/tasks/prompt.py), else [CLS] text [SEP] (text pair [SEP])."""
+    from minitf.tasks import prompt as P
+    if isinstance(model, P.PromptClassifier):
+        return P.encode(examples, tokenizer, model.prompt, labels, max_length)
+    return D.encode(examples, tokenizer, labels, max_length)
 
 
 def predict_logits(model: BertForSequenceClassification, data: D.Encoded,
@@ -157,7 +180,7 @@ class Classifier:
 
     def classify(self, examples: D.Examples) -> list[Classification]:
         """Every example of `examples` (labels, if any, are ignored), in their order."""
-        data = D.encode(examples, self.tokenizer, None, self.max_length)
+        data = encode_examples(self.model, examples, self.tokenizer, None, self.max_length)
         logits = predict_logits(self.model, data, batch_size=self.batch_size,
                                 device=self.device)
         return classifications(logits, self.labels)

@@ -29,7 +29,9 @@ class PrefixCache:
     def __init__(self, model: BertForSequenceClassification, data: Encoded, num_layers: int,
                  batch_size: int = 64, device: torch.device | str = "cpu",
                  storage: torch.device | str = "cpu"):
-        self.cls_only = num_layers == model.config.num_hidden_layers
+        # All layers frozen: a [CLS] head needs position 0 only (a prompt head reads the [MASK]).
+        self.cls_only = (num_layers == model.config.num_hidden_layers
+                         and getattr(model, "head_reads_cls_only", True))
         lengths = torch.ones(len(data), dtype=torch.int64) if self.cls_only else data.lengths
         self.lengths = lengths
         self.offsets = torch.zeros(len(data) + 1, dtype=torch.int64)

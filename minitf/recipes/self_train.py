@@ -1,0 +1,120 @@
+"""`minitf finetune --unlabelled FILE`: self-training (PET's distillation step; UDA's soft
+pseudo-labels), for the classifier head and the prompt path (--prompt) alike.
+
+    round 0   the teacher: the ordinary recipe (minitf/recipes/finetune.py) on the labels
+              → OUTPUT/teacher
+    round k   soft labels: the previous model's class probabilities on every unlabelled text;
+              a student, started again from --model, trains on the labelled rows (one-hot
+              targets) and the unlabelled ones (soft targets: cross-entropy against the
+              probabilities) → OUTPUT/student-k; it is the teacher of round k + 1
+
+Defaults: one round (--self-train-rounds 1), plain probabilities (temperature 1, no
+confidence threshold), the same settings (epochs, lr, batch size, ...) for teacher and
+student; validation picks each run's best epoch, the test file is scored once per run. The
+final model is OUTPUT/student-N/best (printed at the end). Unlabelled texts that also occur
+in --test are counted and warned about (training on the test texts, even unlabelled, flatters
+the test score). --resume is not supported with --unlabelled yet: start again with
+--overwrite.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minitf.data import examples as D
+from minitf.data.text import TABLE_SUFFIXES, read_documents
+from minitf.errors import MinitfError
+from minitf.run_folder import RunFolder
+from minitf.tasks import classify as inference
+
+TEACHER, STUDENT = "teacher", "student-{}"
+
+
+def self_train(cfg: Any, finetune: Any, tokenizer: Any = None) -> Any:
+    """Teacher, then cfg.self_train_rounds students (see the module docstring); returns the
+    last student's FinetuneResult. `finetune` is minitf.recipes.finetune.finetune."""
+    if cfg.resume:
+        raise MinitfError("--resume with --unlabelled is not supported yet; start the "
+                          "self-training again with --overwrite")
+    if cfg.regression:
+        raise MinitfError("--unlabelled: self-training needs classes (soft labels), not "
+                          "--regression")
+    unlabelled = read_unlabelled(cfg)
+    warn_overlap(cfg, unlabelled)
+    with RunFolder(cfg.output, "finetune") as folder:
+        folder.check(False, cfg.overwrite, holds=(TEACHER,))
+        out = folder.open()
+        say = print if cfg.progress != "off" else (lambda *a: None)
+        say(f"self-training: teacher on the labels, then {cfg.self_train_rounds} student "
+            f"round(s) with {len(unlabelled)} unlabelled texts from {cfg.unlabelled}")
+        base = replace(cfg, unlabelled=None)
+        result = finetune(replace(base, output=str(out / TEACHER)), tokenizer)
+        previous = out / TEACHER
+        for k in range(1, cfg.self_train_rounds + 1):
+            if result.interrupted:
+                return result
+            probs = soft_labels(previous / "best", unlabelled, cfg)
+            student = replace(base, output=str(out / STUDENT.format(k)))
+            result = finetune(student, tokenizer, soft=(unlabelled, probs))
+            previous = out / STUDENT.format(k)
+        say(f"self-training done: the final model is {previous / 'best'}")
+        return result
+
+
+def read_unlabelled(cfg: Any) -> D.Examples:
+    """The unlabelled texts: a CSV/TSV/JSONL table (its text column; labels, if any, are
+    ignored) or plain text, one per line. Empty and binary files are refused (text.py)."""
+    path = Path(cfg.unlabelled)
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        examples = D.read_examples(path, cfg.text_column, cfg.pair_column, format=cfg.format,
+                                   encoding=cfg.encoding, encoding_errors=cfg.encoding_errors,
+                                   skip_bad_rows=cfg.skip_bad_rows, require_labels=False)
+    else:
+        texts = read_documents(path, encoding=cfg.encoding,
+                               encoding_errors=cfg.encoding_errors,
+                               skip_bad_rows=cfg.skip_bad_rows)
+        examples = D.Examples(texts, [None] * len(texts))
+    if not len(examples):
+        raise MinitfError(f"--unlabelled {path}: no texts in it; give a file with one text "
+                          "per line, or a CSV/TSV/JSONL file with a text column")
+    return D.Examples(examples.texts, [None] * len(examples), pairs=examples.pairs,
+                      source=str(path))
+
+
+def warn_overlap(cfg: Any, unlabelled: D.Examples) -> int:
+    """How many unlabelled texts are also --test texts (warned about when any)."""
+    if not cfg.test:
+        return 0
+    test = set(D.read_examples(cfg.test, cfg.text_column, cfg.pair_column,
+                               format=cfg.format, encoding=cfg.encoding,
+                               encoding_errors=cfg.encoding_errors, skip_bad_rows=True,
+                               require_labels=False).texts)
+    shared = sum(text in test for text in unlabelled.texts)
+    if shared:
+        warnings.warn(f"--unlabelled {cfg.unlabelled}: {shared} of its {len(unlabelled)} "
+                      f"texts are also in --test {cfg.test}; the test score will be "
+                      "optimistic (remove them for a fair number)", stacklevel=2)
+    return shared
+
+
+def soft_labels(model_dir: Path, unlabelled: D.Examples, cfg: Any) -> torch.Tensor:
+    """The model's class probabilities (n, num_labels) on the unlabelled texts."""
+    model, tokenizer, _ = inference.load_for_inference(model_dir, cfg.attn_backend)
+    data = inference.encode_examples(model, unlabelled, tokenizer, None, cfg.max_length)
+    logits = inference.predict_logits(model, data, batch_size=cfg.eval_batch_size)
+    return logits.float().softmax(-1)
+
+
+def with_soft_examples(train: D.Encoded, soft: D.Encoded, probs: torch.Tensor,
+                       num_labels: int) -> D.Encoded:
+    """The labelled rows (one-hot targets) followed by the unlabelled ones (soft targets):
+    one Encoded whose labels are (n, num_labels) probabilities."""
+    hard = torch.nn.functional.one_hot(train.labels.long(), num_labels).float()
+    return D.Encoded(train.input_ids + soft.input_ids,
+                     train.token_type_ids + soft.token_type_ids,
+                     torch.cat([hard, probs.float()]), train.pad_token_id)

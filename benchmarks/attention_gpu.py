@@ -5,8 +5,8 @@
         --seq-lens 64 --tokens 128 --reps 1 --out /tmp/x               # the same code on a CPU
 
 Each shape: a fixed number of tokens per batch (--tokens, B = tokens / N), heads × head_dim =
---width (768, BERT-base), N = 128 … 8192, unpadded and padded (sequence 0 full, the others uniform in
-[N/4, N], seeded). Rows, one per backend and mode (forward, forward+backward):
+--width (768, BERT-base), N = 128 … 8192, unpadded and padded (sequence 0 full, the others
+uniform in [N/4, N], seeded). Rows, one per backend and mode (forward, forward+backward):
 - sdpa-flash / sdpa-efficient / sdpa-cudnn / sdpa-math: F.scaled_dot_product_attention pinned
   with torch.nn.attention.sdpa_kernel (flash refuses any mask: unpadded shapes only; a backend
   that refuses a shape says so instead of silently falling back); math up to --math-max-n;

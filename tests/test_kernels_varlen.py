@@ -228,3 +228,29 @@ def test_padded_batch_goes_through_varlen_and_matches_the_reference(monkeypatch)
     for (name, p_ref), p_fused in zip(reference.named_parameters(), fused.parameters(),
                                       strict=True):
         assert max_err(p_fused.grad, p_ref.grad) <= 2e-5, name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(DEVICE != "cuda", reason="autotuning needs the compiled kernel")
+def test_gpu_autotuned_varlen_and_padded(monkeypatch):
+    """With autotuning on (the default; the quick GPU tests turn it off), the tuner times every
+    config of the lists, runs the fastest, and the answer still matches the reference."""
+    from minitf.kernels.config import configs_for
+    from minitf.kernels.flash_attention import FORWARD
+    from minitf.kernels.flash_attention_bwd import DKDV, DQ
+
+    monkeypatch.delenv("MINITF_AUTOTUNE", raising=False)
+    got = check_varlen([1000, 17, 300], heads=4, head_dim=64, dtype=torch.bfloat16)
+    assert torch.isfinite(got["dq"]).all()
+    for kernel in (FORWARD, DKDV, DQ):
+        names = [str(c) for c in configs_for(kernel.name, 64, torch.bfloat16)]
+        assert kernel.last_config in names, (kernel.name, kernel.last_config)
+    lengths = [512, 100]
+    q, k, v = (packed(lengths, 4, 128, torch.float16, s) for s in range(3))
+    mask = torch.arange(512, device=DEVICE)[None] < torch.tensor(lengths, device=DEVICE)[:, None]
+    padded = [torch.zeros(2, 512, 4, 128, device=DEVICE, dtype=torch.float16) for _ in range(3)]
+    for dst, src in zip(padded, (q, k, v), strict=True):
+        dst[mask] = src
+    out = kernels.fused_attention(*(t.transpose(1, 2) for t in padded), key_padding_mask=mask)
+    ref = per_sequence_reference(q.float(), k.float(), v.float(), lengths, lengths, False)
+    assert max_err(out.transpose(1, 2)[mask], ref) < 2e-2

@@ -123,12 +123,21 @@ class TunedKernel:
         configs = configs_for(self.name, head_dim, dtype)
         tuner = self._tuners.get(configs)
         if tuner is None:
-            tuner = triton.autotune([c.triton() for c in configs], key=TUNE_KEY)(self.fn)
+            tuner = triton.autotune([c.triton() for c in configs], key=TUNE_KEY,
+                                    do_bench=_quick_bench)(self.fn)
             self._tuners[configs] = tuner
         tuner[grid](*args, **meta)
         best = tuner.best_config
         self.last_config = (f"{best.kwargs['BLOCK_M']}x{best.kwargs['BLOCK_N']}"
                             f"/w{best.num_warps}/s{best.num_stages}")
+
+
+def _quick_bench(kernel_call: Callable, quantiles: Sequence[float]) -> list[float]:
+    """Time one config while tuning: 5 ms warm-up, 25 ms of repeats (Triton's default 25 + 100 ms
+    per config, times up to 5 configs, 3 kernels and every new key, is seconds per shape)."""
+    from triton.testing import do_bench
+
+    return do_bench(kernel_call, warmup=5, rep=25, quantiles=quantiles)
 
 
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,

@@ -328,9 +328,11 @@ class Layout:
 
     def new_stats(self, q: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, int, int]:
         """An empty per-query-row statistic (lse, Δ) and its (batch, head) strides."""
-        if self.varlen:  # (H, T)
-            stats = torch.empty((q.shape[1], q.shape[0]), device=q.device, dtype=dtype)
-            return stats, 0, stats.stride(0)
+        if self.varlen:  # (H, T), rows padded to a multiple of 16 elements: the head stride
+            # then specialises like the padded layout's (Triton compiles per divisibility by 16)
+            width = -(-q.shape[0] // 16) * 16
+            stats = torch.empty((q.shape[1], width), device=q.device, dtype=dtype)
+            return stats[:, :q.shape[0]], 0, width
         stats = torch.empty(q.shape[:3], device=q.device, dtype=dtype)  # (B, H, Nq)
         return stats, stats.stride(0), stats.stride(1)
 

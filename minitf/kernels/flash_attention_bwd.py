@@ -248,8 +248,7 @@ def attention_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
     if grad_out.dtype != q.dtype or grad_out.stride() != q.stride():
         grad_out = torch.empty_like(q).copy_(grad_out)
 
-    delta = torch.empty_like(lse)
-    stride_lb, stride_lh = (0, lse.stride(0)) if layout.varlen else lse.stride()[:2]
+    delta, stride_lb, stride_lh = layout.new_stats(q, lse.dtype)  # laid out like lse
     lengths = layout.tensors(q.device)
     pre_block = 64
     _attn_bwd_preprocess[(triton.cdiv(n_q, pre_block), batch * heads)](

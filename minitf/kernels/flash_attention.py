@@ -23,8 +23,8 @@ alpha = exp(m_old − m_new) ("the rescale") fixes them. At the end, out_i = acc
 This is the online softmax of Milakov & Gimelshein (2018) as used by FlashAttention-2 (Dao, 2023).
 
 Two cheap tricks from the Triton tutorial: we work in base 2 (exp2 is one GPU instruction), so
-the scale is sm_scale · log2(e), folded into one multiply; and the 1/l_i division happens once at
-the end instead of per block.
+the scale is sm_scale · log2(e), folded into the exponent's multiply-add (below); and the 1/l_i
+division happens once at the end instead of per block.
 
 Masks and lengths. BERT's attention_mask says which keys are real and which are padding. With
 right padding (the usual case) all a program needs is each row's key count kv_len: keys at or

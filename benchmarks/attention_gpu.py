@@ -417,10 +417,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def plan(args) -> list[tuple[Shape, str]]:
-    """Shapes in priority order: dtype, head dim, then N; padded before unpadded."""
+    """Shapes in priority order (a run cut short by its budget loses the last): head dim, then
+    N, padded before unpadded, then each dtype, forward before forward+backward."""
     return [(make_shape(dtype, d, n, args.tokens, padded, args.width), mode)
-            for dtype in args.dtypes for d in args.head_dims for n in args.seq_lens
-            for padded in (True, False) for mode in args.modes]
+            for d in args.head_dims for n in args.seq_lens for padded in (True, False)
+            for dtype in args.dtypes for mode in args.modes]
 
 
 def _stop(signum, frame):

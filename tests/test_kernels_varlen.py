@@ -176,3 +176,81 @@ def test_varlen_bad_inputs(what):
     with pytest.raises(MinitfError, match="varlen_attention|sm_scale"):
         kernels.varlen_attention(q, k, v, cu_q, max_q, cu_k, None if cu_k is None else 4,
                                  sm_scale=scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# The encoder through the varlen kernel (active once minitf.attention has packed_attention: the
+# integration patch of issue 22)
+# ----------------------------------------------------------------------------------------------
+needs_integration = pytest.mark.skipif(
+    not hasattr(__import__("minitf.attention").attention, "packed_attention"),
+    reason="minitf.attention has no packed_attention yet (integration patch not applied)")
+
+
+@needs_integration
+def test_padded_batch_goes_through_varlen_and_matches_the_reference(monkeypatch):
+    """attn_backend="triton" on a padded batch: full layers run varlen_attention, the padded
+    kernel only sees the last layer's [CLS] queries (Nq = 1), and logits and weight gradients
+    equal the reference backend's."""
+    from minitf import BertConfig, BertForSequenceClassification
+
+    calls = {"varlen": 0, "padded_nq": []}
+    varlen, padded = kernels.varlen_attention, kernels.fused_attention
+
+    def counting_varlen(*args, **kwargs):
+        calls["varlen"] += 1
+        return varlen(*args, **kwargs)
+
+    def recording_padded(q, *args, **kwargs):
+        calls["padded_nq"].append(q.shape[2])
+        return padded(q, *args, **kwargs)
+
+    monkeypatch.setattr(kernels, "varlen_attention", counting_varlen)
+    monkeypatch.setattr(kernels, "fused_attention", recording_padded)
+    config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=48, max_position_embeddings=16,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    reference = BertForSequenceClassification(config, attn_backend="reference").to(DEVICE)
+    fused = BertForSequenceClassification(config, attn_backend="triton").to(DEVICE)
+    fused.load_state_dict(reference.state_dict())
+    ids = torch.randint(1, 40, (3, 12), generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    mask = (torch.arange(12)[None] < torch.tensor([[12], [5], [1]])).long().to(DEVICE)
+    labels = torch.tensor([0, 1, 1], device=DEVICE)
+    losses = []
+    for model in (reference, fused):
+        model.train()  # gradients through the whole encoder (dropout is 0)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        losses.append(out)
+    assert calls["varlen"] == 1 and calls["padded_nq"] == [1]  # layer 0; [CLS] in layer 1
+    assert max_err(losses[1].logits, losses[0].logits) <= 1e-5
+    for (name, p_ref), p_fused in zip(reference.named_parameters(), fused.parameters(),
+                                      strict=True):
+        assert max_err(p_fused.grad, p_ref.grad) <= 2e-5, name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(DEVICE != "cuda", reason="autotuning needs the compiled kernel")
+def test_gpu_autotuned_varlen_and_padded(monkeypatch):
+    """With autotuning on (the default; the quick GPU tests turn it off), the tuner times every
+    config of the lists, runs the fastest, and the answer still matches the reference."""
+    from minitf.kernels.config import configs_for
+    from minitf.kernels.flash_attention import FORWARD
+    from minitf.kernels.flash_attention_bwd import DKDV, DQ
+
+    monkeypatch.delenv("MINITF_AUTOTUNE", raising=False)
+    got = check_varlen([1000, 17, 300], heads=4, head_dim=64, dtype=torch.bfloat16)
+    assert torch.isfinite(got["dq"]).all()
+    for kernel in (FORWARD, DKDV, DQ):
+        names = [str(c) for c in configs_for(kernel.name, 64, torch.bfloat16)]
+        assert kernel.last_config in names, (kernel.name, kernel.last_config)
+    lengths = [512, 100]
+    q, k, v = (packed(lengths, 4, 128, torch.float16, s) for s in range(3))
+    mask = torch.arange(512, device=DEVICE)[None] < torch.tensor(lengths, device=DEVICE)[:, None]
+    padded = [torch.zeros(2, 512, 4, 128, device=DEVICE, dtype=torch.float16) for _ in range(3)]
+    for dst, src in zip(padded, (q, k, v), strict=True):
+        dst[mask] = src
+    out = kernels.fused_attention(*(t.transpose(1, 2) for t in padded), key_padding_mask=mask)
+    ref = per_sequence_reference(q.float(), k.float(), v.float(), lengths, lengths, False)
+    assert max_err(out.transpose(1, 2)[mask], ref) < 2e-2

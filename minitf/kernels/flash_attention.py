@@ -24,8 +24,8 @@ alpha = exp(m_old − m_new) ("the rescale") fixes them. At the end, out_i = acc
 This is the online softmax of Milakov & Gimelshein (2018) as used by FlashAttention-2 (Dao, 2023).
 
 Two cheap tricks from the Triton tutorial: we work in base 2 (exp2 is one GPU instruction), so
-the scale is sm_scale · log2(e), folded into one multiply; and the 1/l_i division happens once at
-the end instead of per block.
+the scale is sm_scale · log2(e), folded into the exponent's multiply-add (below); and the 1/l_i
+division happens once at the end instead of per block.
 
 Masks and lengths. BERT's attention_mask says which keys are real and which are padding. With
 right padding (the usual case) all a program needs is each row's key count kv_len: keys at or
@@ -156,6 +156,44 @@ def _key_ok(cols, rows, k_len, KEEP, b, n_k, HAS_HOLES: tl.constexpr, CAUSAL: tl
 # The forward kernel
 # ----------------------------------------------------------------------------------------------
 @triton.jit
+def _attn_fwd_inner(
+    acc, l_i, m_i, q,  # the running state of BLOCK_M query rows, and the rows themselves
+    k_base, v_base, rows, kv_end, KEEP, b, n_k,
+    stride_kn, stride_kd, stride_vn, stride_vd, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, HAS_HOLES: tl.constexpr,
+    CAUSAL: tl.constexpr, DOT_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr,
+):
+    """The key loop: fold keys 0 .. kv_end - 1 into (acc, l_i, m_i), BLOCK_N keys at a time."""
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    for start_n in range(0, kv_end, BLOCK_N):
+        cols = start_n + offs_n  # key indices of this block
+        load_ok = (cols < kv_end)[:, None]
+        k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
+                    mask=load_ok, other=0.0).to(DOT_DTYPE)
+        # s = q kᵀ: (BLOCK_M, BLOCK_N) raw scores; masked ones become -inf.
+        s = tl.dot(q, tl.trans(k), out_dtype=ACC_DTYPE, input_precision="ieee")
+        s = tl.where(_key_ok(cols, rows, kv_end, KEEP, b, n_k, HAS_HOLES, CAUSAL), s,
+                     float("-inf"))
+
+        # Online softmax, in base 2. New running max; a row that has seen only masked keys
+        # still has max -inf, and we subtract 0 instead so exp2(-inf - (-inf)) never makes NaN.
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
+        m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.exp2(s * qk_scale - m_sub[:, None])  # one FMA per score; masked keys → 0
+        alpha = tl.exp2(m_i - m_sub)  # the rescale of everything summed so far (≤ 1)
+        l_i = l_i * alpha + tl.sum(p, 1)
+
+        v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                    mask=load_ok, other=0.0).to(DOT_DTYPE)
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(DOT_DTYPE), v, acc, out_dtype=ACC_DTYPE, input_precision="ieee")
+        m_i = m_new
+
+    return acc, l_i, m_i
+
+
+@triton.jit
 def _attn_fwd(
     Q, K, V, O, LSE,  # q, o (B, H, Nq, D) or (T, H, D); k, v likewise; LSE (B, H, Nq) or (H, T)
     KV_LEN, KEEP, CU_Q, CU_K,  # (B,) key counts, (B, Nk) int8 mask, (B+1,) ×2 cumulative lengths
@@ -186,7 +224,6 @@ def _attn_fwd(
     o_base = O + _offset(b, h, q_start, stride_ob, stride_oh, stride_om)
 
     rows = start_m + tl.arange(0, BLOCK_M)  # query indices held by this program
-    offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = rows < q_len  # the last block may stick out past the sequence
 
@@ -204,29 +241,10 @@ def _attn_fwd(
     if CAUSAL:
         kv_end = tl.minimum(kv_end, start_m + BLOCK_M)
 
-    for start_n in range(0, kv_end, BLOCK_N):
-        cols = start_n + offs_n  # key indices of this block
-        load_ok = (cols < kv_end)[:, None]
-        k = tl.load(k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
-                    mask=load_ok, other=0.0).to(DOT_DTYPE)
-        # s = q kᵀ: (BLOCK_M, BLOCK_N) raw scores; masked ones become -inf.
-        s = tl.dot(q, tl.trans(k), out_dtype=ACC_DTYPE, input_precision="ieee")
-        s = tl.where(_key_ok(cols, rows, kv_end, KEEP, b, n_k, HAS_HOLES, CAUSAL), s,
-                     float("-inf"))
-
-        # Online softmax, in base 2. New running max; a row that has seen only masked keys
-        # still has max -inf, and we subtract 0 instead so exp2(-inf - (-inf)) never makes NaN.
-        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)
-        m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp2(s * qk_scale - m_sub[:, None])  # one FMA per score; masked keys → 0
-        alpha = tl.exp2(m_i - m_sub)  # the rescale of everything summed so far (≤ 1)
-        l_i = l_i * alpha + tl.sum(p, 1)
-
-        v = tl.load(v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-                    mask=load_ok, other=0.0).to(DOT_DTYPE)
-        acc = acc * alpha[:, None]
-        acc = tl.dot(p.to(DOT_DTYPE), v, acc, out_dtype=ACC_DTYPE, input_precision="ieee")
-        m_i = m_new
+    acc, l_i, m_i = _attn_fwd_inner(
+        acc, l_i, m_i, q, k_base, v_base, rows, kv_end, KEEP, b, n_k,
+        stride_kn, stride_kd, stride_vn, stride_vd, qk_scale,
+        HEAD_DIM, BLOCK_N, HAS_HOLES, CAUSAL, DOT_DTYPE, ACC_DTYPE)
 
     # Normalise once. Fully masked rows (l_i = 0) get output 0 and lse = +inf, which makes the
     # backward's recomputed probabilities exp2(s - lse) exactly 0 for them.
@@ -329,9 +347,11 @@ class Layout:
 
     def new_stats(self, q: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, int, int]:
         """An empty per-query-row statistic (lse, Δ) and its (batch, head) strides."""
-        if self.varlen:  # (H, T)
-            stats = torch.empty((q.shape[1], q.shape[0]), device=q.device, dtype=dtype)
-            return stats, 0, stats.stride(0)
+        if self.varlen:  # (H, T), rows padded to a multiple of 16 elements: the head stride
+            # then specialises like the padded layout's (Triton compiles per divisibility by 16)
+            width = -(-q.shape[0] // 16) * 16
+            stats = torch.empty((q.shape[1], width), device=q.device, dtype=dtype)
+            return stats[:, :q.shape[0]], 0, width
         stats = torch.empty(q.shape[:3], device=q.device, dtype=dtype)  # (B, H, Nq)
         return stats, stats.stride(0), stats.stride(1)
 

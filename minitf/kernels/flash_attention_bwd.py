@@ -75,6 +75,45 @@ def _attn_bwd_preprocess(
 
 
 @triton.jit
+def _attn_bwd_dkdv_inner(
+    dk, dv, k, v, cols, col_ok,  # this program's keys and their running gradients
+    q_ptr, do_ptr, lse_ptr, delta_ptr,  # row 0 of this sequence's q, dO (same strides), stats
+    q_lo, q_hi, q_len, stride_qm, stride_qd, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr,
+    DOT_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr,
+):
+    """The query loop of dK/dV: add the contribution of queries q_lo .. q_hi - 1."""
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    for start_m in range(q_lo, q_hi, BLOCK_M):
+        rows = start_m + offs_m
+        row_ok = rows < q_len
+        q = tl.load(q_ptr + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
+                    mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
+        do = tl.load(do_ptr + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
+                     mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
+        # Rows past the end get lse = +inf, hence P = 0, like fully masked rows.
+        lse = tl.load(lse_ptr + rows, mask=row_ok, other=float("inf"))
+        delta = tl.load(delta_ptr + rows, mask=row_ok, other=0.0)
+
+        # Work with transposes so the reduction over queries is a plain matrix product:
+        # sᵀ = k qᵀ (BLOCK_N, BLOCK_M), recomputed Pᵀ = exp2(sᵀ · scale − lse).
+        s_t = tl.dot(k, tl.trans(q), out_dtype=ACC_DTYPE, input_precision="ieee")
+        ok_t = col_ok[:, None]
+        if CAUSAL:
+            ok_t = ok_t & (rows[None, :] >= cols[:, None])
+        s_t = tl.where(ok_t, s_t, float("-inf"))
+        p_t = tl.exp2(s_t * qk_scale - lse[None, :])
+
+        dv = tl.dot(p_t.to(DOT_DTYPE), do, dv, out_dtype=ACC_DTYPE, input_precision="ieee")
+        dp_t = tl.dot(v, tl.trans(do), out_dtype=ACC_DTYPE, input_precision="ieee")
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk = tl.dot(ds_t.to(DOT_DTYPE), q, dk, out_dtype=ACC_DTYPE, input_precision="ieee")
+
+    return dk, dv
+
+
+@triton.jit
 def _attn_bwd_dkdv(
     Q, K, V, DO, DK, DV, LSE, DELTA, KV_LEN, KEEP, CU_Q, CU_K,
     stride_qb, stride_qh, stride_qm, stride_qd,  # dO shares q's strides, dK/dV k's (host)
@@ -108,7 +147,6 @@ def _attn_bwd_dkdv(
     l_base = _offset(b, h, q_start, stride_lb, stride_lh, 1)  # LSE's and DELTA's
 
     cols = start_n + tl.arange(0, BLOCK_N)  # the keys this program owns
-    offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     col_ok = _keys_ok(cols, k_len, KEEP, b, n_k, HAS_HOLES)  # (BLOCK_N,)
 
@@ -128,36 +166,45 @@ def _attn_bwd_dkdv(
         q_lo = (start_n // BLOCK_M) * BLOCK_M
     q_hi = tl.where(start_n < k_len, q_len, 0)
 
-    for start_m in range(q_lo, q_hi, BLOCK_M):
-        rows = start_m + offs_m
-        row_ok = rows < q_len
-        q = tl.load(Q + bh_q + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
-                    mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
-        do = tl.load(DO + bh_q + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
-                     mask=row_ok[:, None], other=0.0).to(DOT_DTYPE)
-        # Rows past the end get lse = +inf, hence P = 0, like fully masked rows.
-        lse = tl.load(LSE + l_base + rows, mask=row_ok, other=float("inf"))
-        delta = tl.load(DELTA + l_base + rows, mask=row_ok, other=0.0)
-
-        # Work with transposes so the reduction over queries is a plain matrix product:
-        # sᵀ = k qᵀ (BLOCK_N, BLOCK_M), recomputed Pᵀ = exp2(sᵀ · scale − lse).
-        s_t = tl.dot(k, tl.trans(q), out_dtype=ACC_DTYPE, input_precision="ieee")
-        ok_t = col_ok[:, None]
-        if CAUSAL:
-            ok_t = ok_t & (rows[None, :] >= cols[:, None])
-        s_t = tl.where(ok_t, s_t, float("-inf"))
-        p_t = tl.exp2(s_t * qk_scale - lse[None, :])
-
-        dv = tl.dot(p_t.to(DOT_DTYPE), do, dv, out_dtype=ACC_DTYPE, input_precision="ieee")
-        dp_t = tl.dot(v, tl.trans(do), out_dtype=ACC_DTYPE, input_precision="ieee")
-        ds_t = p_t * (dp_t - delta[None, :])
-        dk = tl.dot(ds_t.to(DOT_DTYPE), q, dk, out_dtype=ACC_DTYPE, input_precision="ieee")
+    dk, dv = _attn_bwd_dkdv_inner(
+        dk, dv, k, v, cols, col_ok, Q + bh_q, DO + bh_q, LSE + l_base, DELTA + l_base,
+        q_lo, q_hi, q_len, stride_qm, stride_qd, qk_scale,
+        HEAD_DIM, BLOCK_M, CAUSAL, DOT_DTYPE, ACC_DTYPE)
 
     dk = dk * sm_scale  # dS was taken w.r.t. the scaled scores; chain rule through the scale
     tl.store(DK + bh_k + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
              dk.to(DK.dtype.element_ty), mask=kv_mask)
     tl.store(DV + bh_v + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
              dv.to(DV.dtype.element_ty), mask=kv_mask)
+
+
+@triton.jit
+def _attn_bwd_dq_inner(
+    dq, q, do, lse, delta,  # this program's queries, their upstream gradients and statistics
+    k_ptr, v_ptr, rows, kv_end, KEEP, b, n_k,  # k_ptr, v_ptr: key 0 of this sequence
+    stride_kn, stride_kd, stride_vn, stride_vd, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, HAS_HOLES: tl.constexpr,
+    CAUSAL: tl.constexpr, DOT_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr,
+):
+    """The key loop of dQ: add the contribution of keys 0 .. kv_end - 1."""
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    for start_n in range(0, kv_end, BLOCK_N):
+        cols = start_n + offs_n
+        load_ok = (cols < kv_end)[:, None]
+        k = tl.load(k_ptr + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
+                    mask=load_ok, other=0.0).to(DOT_DTYPE)
+        v = tl.load(v_ptr + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                    mask=load_ok, other=0.0).to(DOT_DTYPE)
+        s = tl.dot(q, tl.trans(k), out_dtype=ACC_DTYPE, input_precision="ieee")
+        s = tl.where(_key_ok(cols, rows, kv_end, KEEP, b, n_k, HAS_HOLES, CAUSAL), s,
+                     float("-inf"))
+        p = tl.exp2(s * qk_scale - lse[:, None])  # the forward's probabilities, recomputed
+        dp = tl.dot(do, tl.trans(v), out_dtype=ACC_DTYPE, input_precision="ieee")
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(DOT_DTYPE), k, dq, out_dtype=ACC_DTYPE, input_precision="ieee")
+
+    return dq
 
 
 @triton.jit
@@ -190,7 +237,6 @@ def _attn_bwd_dq(
     l_base = _offset(b, h, q_start, stride_lb, stride_lh, 1)  # LSE's and DELTA's
 
     rows = start_m + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = rows < q_len
     q = tl.load(Q + bh_q + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
@@ -205,20 +251,10 @@ def _attn_bwd_dq(
     if CAUSAL:
         kv_end = tl.minimum(kv_end, start_m + BLOCK_M)
 
-    for start_n in range(0, kv_end, BLOCK_N):
-        cols = start_n + offs_n
-        load_ok = (cols < kv_end)[:, None]
-        k = tl.load(K + bh_k + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd,
-                    mask=load_ok, other=0.0).to(DOT_DTYPE)
-        v = tl.load(V + bh_v + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-                    mask=load_ok, other=0.0).to(DOT_DTYPE)
-        s = tl.dot(q, tl.trans(k), out_dtype=ACC_DTYPE, input_precision="ieee")
-        s = tl.where(_key_ok(cols, rows, kv_end, KEEP, b, n_k, HAS_HOLES, CAUSAL), s,
-                     float("-inf"))
-        p = tl.exp2(s * qk_scale - lse[:, None])  # the forward's probabilities, recomputed
-        dp = tl.dot(do, tl.trans(v), out_dtype=ACC_DTYPE, input_precision="ieee")
-        ds = p * (dp - delta[:, None])
-        dq = tl.dot(ds.to(DOT_DTYPE), k, dq, out_dtype=ACC_DTYPE, input_precision="ieee")
+    dq = _attn_bwd_dq_inner(
+        dq, q, do, lse, delta, K + bh_k, V + bh_v, rows, kv_end, KEEP, b, n_k,
+        stride_kn, stride_kd, stride_vn, stride_vd, qk_scale,
+        HEAD_DIM, BLOCK_N, HAS_HOLES, CAUSAL, DOT_DTYPE, ACC_DTYPE)
 
     dq = dq * sm_scale
     tl.store(DQ + bh_q + rows[:, None] * stride_qm + offs_d[None, :] * stride_qd,
@@ -248,8 +284,7 @@ def attention_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
     if grad_out.dtype != q.dtype or grad_out.stride() != q.stride():
         grad_out = torch.empty_like(q).copy_(grad_out)
 
-    delta = torch.empty_like(lse)
-    stride_lb, stride_lh = (0, lse.stride(0)) if layout.varlen else lse.stride()[:2]
+    delta, stride_lb, stride_lh = layout.new_stats(q, lse.dtype)  # laid out like lse
     lengths = layout.tensors(q.device)
     pre_block = 64
     _attn_bwd_preprocess[(triton.cdiv(n_q, pre_block), batch * heads)](

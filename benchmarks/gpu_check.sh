@@ -69,17 +69,8 @@ step 100 "kernel tests" env MINITF_AUTOTUNE=0 "$PY" -m pytest -q -p no:cacheprov
 # 4. The sweep (writes its table after every shape; stops itself before the limit).
 step 200 "attention sweep" "$PY" benchmarks/attention_gpu.py --out "$DEST" --budget-s 180
 
-# 5. The encoder. Without the integration in minitf, a patched temporary copy measures it.
-ENC_ROOT="$ROOT"
-if ! grep -rqs "def packed_attention" minitf/; then
-  ENC_ROOT="$(mktemp -d)"
-  cp -r minitf benchmarks "$ENC_ROOT"/
-  if ! patch -s -d "$ENC_ROOT" -p1 < benchmarks/varlen-integration.patch; then
-    echo "integration patch does not apply: auto is measured with the padded kernel" | tee -a "$LOG"
-    ENC_ROOT="$ROOT"
-  fi
-fi
-step 60 "encoder" env PYTHONPATH="$ENC_ROOT" "$PY" "$ENC_ROOT/benchmarks/encoder_gpu.py" \
+# 5. The encoder end to end: auto (the varlen kernel on padded batches) against SDPA.
+step 60 "encoder" "$PY" benchmarks/encoder_gpu.py \
   --out "$DEST" --texts 2048 --repeats 3
 
 [ -n "$CLOCKS_PID" ] && kill "$CLOCKS_PID" 2>/dev/null

@@ -179,15 +179,10 @@ def test_varlen_bad_inputs(what):
 
 
 # ----------------------------------------------------------------------------------------------
-# The encoder through the varlen kernel (active once minitf.attention has packed_attention: the
-# integration patch of issue 22)
+# The encoder through the varlen kernel (minitf.model.attention.packed_attention)
 # ----------------------------------------------------------------------------------------------
-needs_integration = pytest.mark.skipif(
-    not hasattr(__import__("minitf.attention").attention, "packed_attention"),
-    reason="minitf.attention has no packed_attention yet (integration patch not applied)")
 
 
-@needs_integration
 def test_padded_batch_goes_through_varlen_and_matches_the_reference(monkeypatch):
     """attn_backend="triton" on a padded batch: full layers run varlen_attention, the padded
     kernel only sees the last layer's [CLS] queries (Nq = 1), and logits and weight gradients

@@ -9,13 +9,16 @@ Every backend takes `(batch, heads, seq, head_dim)` tensors and a key-padding ma
   (N × N) score matrix, so it is the slowest and the most readable. It is the ground truth.
 - "sdpa":      torch.nn.functional.scaled_dot_product_attention (PyTorch picks its own kernel).
 - "triton":    minitf's fused FlashAttention-style kernel (minitf/kernels/), for CUDA tensors
-  or under Triton's CPU interpreter (TRITON_INTERPRET=1).
-- "auto":      the fused kernel for fp16/bf16 CUDA tensors when Triton is usable, else SDPA
+  or under Triton's CPU interpreter (TRITON_INTERPRET=1). A padded batch goes through its
+  variable-length form on the packed real tokens (`packed_attention`): no padding computed.
+- "auto":      the fused kernel for fp16/bf16 CUDA tensors when Triton is usable (varlen when
+  the batch is padded), else SDPA
   (faster than the reference on CPU in benchmarks/encoder.py and benchmarks/attention.py;
   all three agree to fp32 rounding).
 
 `Packing` (at the end) is the bridge to an encoder that works on packed real tokens (T, C):
-it scatters them into the padded layout these functions take and gathers the result back.
+it scatters them into the padded layout these functions take and gathers the result back, or,
+for the fused kernel, hands its cumulative sequence lengths to `packed_attention`.
 
 A query row whose keys are all masked out has no defined softmax (0/0); every backend returns
 zeros for such a row instead of NaN.
@@ -150,6 +153,40 @@ def auto_attention(
     return sdpa_attention(q, k, v, key_padding_mask, causal, sm_scale, dropout_p)
 
 
+def uses_packed_attention(backend: str, x: torch.Tensor, head_dim: int, packing: Packing,
+                          dropout_p: float = 0.0) -> bool:
+    """Whether this layer's attention runs on the packed (T, H, D) tokens (`packed_attention`)
+    instead of the padded (B, H, N, D) layout: for a padded batch, with "triton" always (when
+    the kernel takes the head dim), with "auto" when it would pick the fused kernel. x is the
+    layer input; under autocast the projections come out in the autocast dtype."""
+    if packing.mask is None or backend not in ("triton", "auto"):
+        return False
+    try:
+        from minitf.kernels.config import HEAD_DIMS
+    except ImportError:
+        return False
+    if head_dim not in HEAD_DIMS:
+        return False  # the padded path says why ("triton") or uses SDPA ("auto")
+    if backend == "triton":
+        return True
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    return (x.is_cuda and dropout_p == 0 and dtype in (torch.float16, torch.bfloat16)
+            and packing.batch * x.shape[-1] // head_dim <= 65535)
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packing: Packing,
+                     dropout_p: float = 0.0) -> torch.Tensor:
+    """The fused kernel on packed tokens: q, k, v (T, H, D) → (T, H, D), each sequence attending
+    to its own real tokens (minitf.kernels.varlen_attention with the packing's lengths)."""
+    if dropout_p > 0:
+        _warn_once("the Triton kernel applies no attention-probability dropout; training "
+                   "through it runs without attention dropout (hidden dropout is unaffected)")
+    from minitf.kernels import varlen_attention
+
+    return varlen_attention(q, k, v, packing.cu_seqlens, packing.seq)
+
+
 def get_attention(backend: str) -> AttentionFn:
     """The attention function for a backend name (see the module docstring)."""
     table = {"auto": auto_attention, "reference": reference_attention,
@@ -210,6 +247,8 @@ class Packing:
     layer scatters its input back to (B, N, C) once (unpack), projects Q/K/V there and splits
     them into (B, H, N, D) heads for the attention kernels; the result is gathered back
     (merge_heads). Without padding the packing is a free reshape of (B, N, C) to (B·N, C).
+    With padding, cu_seqlens (B + 1,) int32 says where each sequence starts in (T, C), for the
+    fused kernel's variable-length form, which needs no padded layout at all.
     """
 
     def __init__(self, attention_mask: torch.Tensor | None, batch: int, seq: int,
@@ -221,9 +260,11 @@ class Packing:
         self.mask = None if attention_mask is None else key_padding_mask(attention_mask)
         starts = torch.arange(batch, device=device) * seq          # flat index of (b, 0)
         if self.mask is None:
-            self.index = None
+            self.index = self.cu_seqlens = None
             self.cls_rows = starts                                 # (B,) rows of [CLS] in (T, C)
         else:
+            lengths = self.mask.sum(dim=1, dtype=torch.int32)
+            self.cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))  # (B + 1,)
             flat = self.mask.reshape(-1)
             self.index = flat.nonzero().squeeze(1)                 # (T,) flat b·N + n, real
             # The packed row of (b, 0): real tokens up to and including it, minus one.

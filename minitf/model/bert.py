@@ -24,7 +24,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minitf.errors import MinitfError
-from minitf.model.attention import Packing, attention_weights, get_attention
+from minitf.model.attention import (
+    Packing,
+    attention_weights,
+    get_attention,
+    packed_attention,
+    uses_packed_attention,
+)
 from minitf.model.config import BertConfig
 
 # ---------------------------------------------------------------------------------------------
@@ -72,6 +78,13 @@ class BertSelfAttention(nn.Module):
         from x scattered back to (B, N, C) once: on CPU that measured faster than projecting
         the T packed rows and scattering three projections (one scatter instead of three).
         """
+        dropout_p = self.dropout_p if self.training else 0.0
+        if (not cls_only and not output_attentions and uses_packed_attention(
+                self.backend, x, self.head_dim, packing, dropout_p)):
+            # The fused kernel's varlen form: packed (T, H, D) views, no padding anywhere.
+            q, k, v = (proj(x).view(x.shape[0], self.num_heads, -1)
+                       for proj in (self.query, self.key, self.value))
+            return packed_attention(q, k, v, packing, dropout_p).flatten(1), None
         padded = packing.unpack(x)                                    # (B, N, C), 0 at padding
         k, v = (packing.split_heads(proj(padded), self.num_heads)
                 for proj in (self.key, self.value))                   # (B, H, N, D)
@@ -80,7 +93,6 @@ class BertSelfAttention(nn.Module):
         else:
             q = packing.split_heads(self.query(padded), self.num_heads)  # (B, H, N, D)
 
-        dropout_p = self.dropout_p if self.training else 0.0
         weights = None
         if output_attentions:
             # Keep the (B, H, Nq, N) probabilities to hand back: the reference path, spelled out.

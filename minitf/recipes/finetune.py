@@ -185,11 +185,7 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
     caches = build_caches(cfg, model, plan, encoded, ctx, device, progress.say)
 
     # 3.-4. Optimizer and schedule, over the trainable parameters only.
-    total_steps = math.ceil(len(encoded["train"]) / cfg.batch_size) * cfg.epochs
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
-    scheduler = linear_schedule(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
-    step = TrainStep(optimizer, scheduler, cfg.max_grad_norm, device, cfg.precision,
-                     ctx.mean_loss)
+    step = build_step(cfg, model, len(encoded["train"]), device, ctx)
 
     # 5.-6. The loop: train, evaluate every epoch, keep best/ and last/ (minitf/train/loop.py).
     task = training_task(cfg, model, plan, encoded, caches, splits.labels, tokenizer, ctx,
@@ -215,6 +211,16 @@ def _finetune(cfg: FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
     outputs.plot()
     progress.say(f"saved: {out / 'best'} (best), {out / 'last'} (last), {out / 'metrics.jsonl'}")
     return result
+
+
+def build_step(cfg: FinetuneConfig, model: torch.nn.Module, train_size: int,
+               device: torch.device, ctx: distributed.Context) -> TrainStep:
+    """AdamW over the trainable parameters, linear warmup then decay over every step."""
+    total_steps = math.ceil(train_size / cfg.batch_size) * cfg.epochs
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
+    scheduler = linear_schedule(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
+    return TrainStep(optimizer, scheduler, cfg.max_grad_norm, device, cfg.precision,
+                     ctx.mean_loss)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ classification. Not yet supported for token tasks: the frozen-prefix cache, LoRA
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,7 @@ from minitf.tasks.tokens import TokenTagger
 from minitf.train import distributed
 from minitf.train.checkpoint import Outputs
 from minitf.train.loop import Task, Trainer
-from minitf.train.optim import build_optimizer, linear_schedule
 from minitf.train.progress import Progress
-from minitf.train.step import TrainStep
 
 TASK_FORMATS = {"segment": "words", "tag": "word-tags", "ner": "conll"}
 
@@ -78,11 +75,7 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     tagger = TokenTagger(model, tokenizer, cfg.max_length, cfg.eval_batch_size, device=device)
 
     # 3.-6. Optimizer, schedule, the loop.
-    total_steps = math.ceil(len(windows) / cfg.batch_size) * cfg.epochs
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
-    scheduler = linear_schedule(optimizer, round(cfg.warmup_ratio * total_steps), total_steps)
-    step = TrainStep(optimizer, scheduler, cfg.max_grad_norm, device, cfg.precision,
-                     ctx.mean_loss)
+    step = F.build_step(cfg, model, len(windows), device, ctx)
     lexicon = training_lexicon(splits["train"])
     task = Task(model=model, batches=_batches(cfg, windows), loss=_loss(windows, tokenizer,
                 device), save=model_files(model, tokenizer),

@@ -107,6 +107,16 @@ def peoples_daily() -> list[str]:
     return sentences
 
 
+def claim_data_folder(folder: Path, command: str) -> None:
+    """Create a checked data folder (run_folder.check_folder) and mark it as minitf's."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MinitfError(f"cannot create {folder}: {e}") from e
+    if not is_minitf_folder(folder):
+        write_marker(folder, command)
+
+
 def prepare_zh(folder: str | os.PathLike, seed: int = 0) -> ZhFiles:
     """Write train.csv, validation.csv, test.csv (text,label) and pretrain.txt (People's Daily's
     training paragraphs, as prepare_pd splits them with the same seed, + the reviews' train
@@ -116,12 +126,7 @@ def prepare_zh(folder: str | os.PathLike, seed: int = 0) -> ZhFiles:
     splits = review_splits(seed)
     pd_train = ["".join(w for w, _ in p) for p in pd_splits(seed)[0]["train"]]
     pretrain = [*pd_train, *(text for text, _ in splits.train)]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MinitfError(f"cannot create {folder}: {e}") from e
-    if not is_minitf_folder(folder):
-        write_marker(folder, "demo-zh data")
+    claim_data_folder(folder, "demo-zh data")
     paths = {}
     for name, rows in (("train", splits.train), ("validation", splits.validation),
                        ("test", splits.test)):
@@ -240,12 +245,7 @@ def prepare_pd(folder: str | os.PathLike, seed: int = 0) -> PdFiles:
     paragraphs only, never a validation or test one."""
     folder = check_folder(folder, what="the data folder")
     splits, moved = pd_splits(seed)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MinitfError(f"cannot create {folder}: {e}") from e
-    if not is_minitf_folder(folder):
-        write_marker(folder, "people's daily data")
+    claim_data_folder(folder, "people's daily data")
     files = {}
     for name, paragraphs in splits.items():
         for suffix, render in (

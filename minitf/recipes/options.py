@@ -73,9 +73,6 @@ class Option:
         option = self.but(**changes) if changes else self
         if option.required:
             return field(metadata={"option": option})
-        if isinstance(option.default, (list, dict, set)):
-            return field(default_factory=lambda: type(option.default)(option.default),
-                         metadata={"option": option})
         return field(default=option.default, metadata={"option": option})
 
     def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -293,6 +293,11 @@ INIT_STD = Option("init_std", 0.02, group="model",
                   "as soon on the tiny shape, see docs/zh.md)")
 MLM_PROBABILITY = Option("mlm_probability", 0.15, group="optimisation", resume=True,
                          check=lambda v: None if 0 < v < 1 else "must be in (0, 1)")
+OBJECTIVE = Option("objective", "mlm", group="optimisation", choices=("mlm", "electra"),
+                   resume=True, help="mlm: masked-language modelling (BERT); electra: "
+                   "replaced-token detection, a small generator and the discriminator, which "
+                   "is the model saved in --output (the generator in --output/generator); "
+                   "default: %(default)s")
 MAX_STEPS = Option("max_steps", None, type=int, group="how long (at least one)", resume=True,
                    check=non_negative, help="0: write the initialised model")
 TIME_BUDGET = Option("time_budget", None, type=float, group=MAX_STEPS.group, resume=True,
@@ -363,7 +368,8 @@ def resume_state(cfg: Any, out: Path) -> dict[str, Any] | None:
 
 
 def resume_mismatches(cfg: Any, saved: dict[str, Any]) -> list[str]:
-    """`--flag: checkpoint X, now Y` for every resume option that differs from `saved`."""
-    return [f"--{o.name.replace('_', '-')}: checkpoint {saved.get(o.name)!r}, now "
-            f"{getattr(cfg, o.name)!r}"
-            for o in options_of(cfg) if o.resume and saved.get(o.name) != getattr(cfg, o.name)]
+    """`--flag: checkpoint X, now Y` for every resume option that differs from `saved` (an
+    option the checkpoint predates counts as its default)."""
+    return [f"--{o.name.replace('_', '-')}: checkpoint {saved.get(o.name, o.default)!r}, now "
+            f"{getattr(cfg, o.name)!r}" for o in options_of(cfg)
+            if o.resume and saved.get(o.name, o.default) != getattr(cfg, o.name)]

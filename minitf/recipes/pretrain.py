@@ -42,6 +42,7 @@ from minitf.errors import MinitfError
 from minitf.io import staged_files
 from minitf.model.bert import BertForMaskedLM, num_parameters
 from minitf.model.config import SHAPES, BertConfig
+from minitf.model.electra import Electra
 from minitf.model.precision import pick_device
 from minitf.model.weights import model_files
 from minitf.recipes import options as O
@@ -83,6 +84,7 @@ class PretrainConfig:
         resume=True, help="the text column of CSV/TSV/JSONL files")
     max_length: int = O.MAX_LENGTH.field(help="tokens per block, [CLS] and [SEP] included")
     mlm_probability: float = O.MLM_PROBABILITY.field()
+    objective: str = O.OBJECTIVE.field()
     batch_size: int = O.BATCH_SIZE.field(64, help="blocks per step")
     lr: float = O.LR.field(5e-4)
     weight_decay: float = O.WEIGHT_DECAY.field()
@@ -153,7 +155,7 @@ def refuse_unaffordable(config: BertConfig) -> None:
 
 
 def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None
-                             ) -> tuple[BertForMaskedLM, Any, str]:
+                             ) -> tuple[BertForMaskedLM | Electra, Any, str]:
     """(model, tokenizer, where the tokenizer came from): from scratch or from --model."""
     from minitf.paths import resolve_model_dir
     from minitf.tokenizers.wordpiece import load_tokenizer
@@ -163,7 +165,10 @@ def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None
                           "--model DIR to continue pre-training a BERT")
     tok_dir = resolve_model_dir(cfg.tokenizer or cfg.model)
     tokenizer = load_tokenizer(tok_dir)
-    if resume_dir is not None:
+    if cfg.objective == "electra":
+        from minitf.recipes.pretrain_electra import load_electra
+        model = load_electra(cfg, tokenizer, resume_dir)
+    elif resume_dir is not None:
         model = BertForMaskedLM.from_pretrained(resume_dir, attn_backend=cfg.attn_backend)
     elif cfg.model is not None:
         model = BertForMaskedLM.from_pretrained(resolve_model_dir(cfg.model),
@@ -226,9 +231,14 @@ def _pretrain(cfg: PretrainConfig, ctx: distributed.Context,
     c = model.config
     progress.say(f"model: {c.num_hidden_layers} layers × {c.hidden_size} hidden, "
                  f"{c.num_attention_heads} heads, vocabulary {c.vocab_size} ({tok_source}); "
-                 f"{num_parameters(model):,} parameters")
+                 f"{num_parameters(model):,} parameters"
+                 + (f", generator of {model.generator.config.num_hidden_layers} layers "
+                    "included (ELECTRA)" if cfg.objective == "electra" else ""))
     outputs = Outputs(out, enabled=ctx.main)
-    run = Run(cfg, model, tokenizer, policy, corpus, ctx, device, outputs, progress)
+    run_class = Run
+    if cfg.objective == "electra":
+        from minitf.recipes.pretrain_electra import ElectraRun as run_class
+    run = run_class(cfg, model, tokenizer, policy, corpus, ctx, device, outputs, progress)
     if cfg.max_steps == 0:
         return run.write_initial()
     return run.train(state)
@@ -247,6 +257,9 @@ class Run:
         self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)
 
     # -- the engine's Task ------------------------------------------------------------------
+
+    def describe(self, metrics: dict[str, Any]) -> str:
+        return describe(metrics)
 
     def batches(self, epoch: int) -> list[list[int]]:
         """Global batches of block indices, shuffled per (seed, epoch)."""
@@ -339,7 +352,7 @@ class Run:
                               f"{step_s:.1f} s and an evaluation {eval_s:.1f} s here; give a "
                               "larger budget, a smaller --batch-size or a smaller model")
         if initial:
-            self.progress.say(f"initial model: {describe(initial)}")
+            self.progress.say(f"initial model: {self.describe(initial)}")
         self.progress.say(f"time budget {minutes:g} min: {step_s:.2f} s per step, "
                           f"{eval_s:.1f} s per evaluation → {steps} steps, {evals} "
                           "evaluations")
@@ -378,7 +391,7 @@ class Run:
                          mean_loss=self.ctx.mean_loss)
         task = Task(model=self.model, batches=self.batches, loss=self.loss, save=self.save,
                     evaluate=self.evaluate if len(self.corpus.validation) else None,
-                    describe=describe, throughput=("tokens", cfg.max_length))
+                    describe=self.describe, throughput=("tokens", cfg.max_length))
         trainer = Trainer(task, step, schedule, self.ctx, self.outputs, self.progress,
                           self.device, extra_state=self.extra_state)
         if state is not None:
@@ -404,7 +417,7 @@ class Run:
         record = {"type": "eval", "step": 0, "epoch": 0.0}
         if metrics:
             record["validation"] = metrics
-            self.progress.say(f"initial model: {describe(metrics)}")
+            self.progress.say(f"initial model: {self.describe(metrics)}")
         self.outputs.truncate_metrics(0)
         self.outputs.log(record)
         self.publish()
@@ -414,6 +427,10 @@ class Run:
     def save(self) -> Any:
         """Writes the model directory's files: weights, config.json, the tokenizer's files."""
         return model_files(self.model, self.tokenizer)
+
+    def write_model(self, out: Path) -> None:
+        with staged_files(out) as tmp:  # every file complete, then renamed in, config last
+            self.save(tmp)
 
     def extra_state(self) -> dict[str, Any]:
         return {"config": asdict(self.cfg), "fingerprint": self.corpus.fingerprint,
@@ -426,8 +443,7 @@ class Run:
         if not self.outputs.enabled:
             return
         out = self.outputs.directory
-        with staged_files(out) as tmp:  # every file complete, then renamed in, config last
-            self.save(tmp)
+        self.write_model(out)
         plot_pretraining(out / "metrics.jsonl", out / "training.png")
         self.progress.say(f"saved the model: {out} (config.json, model.safetensors, tokenizer); "
                           f"metrics: {out / 'metrics.jsonl'}")

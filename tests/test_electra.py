@@ -19,6 +19,7 @@ from minitf.model.electra import (
     Electra,
     corrupt,
     generator_config,
+    sample,
 )
 from minitf.recipes.pretrain import PretrainConfig, pretrain
 
@@ -72,6 +73,18 @@ def test_corrupt_labels_a_sample_equal_to_the_original_as_original():
     assert original.tolist() == [[2, 10, 11, 12, 13, 3]]
     assert corrupted.tolist() == [[2, 10, 11, 20, 13, 3]]
     assert replaced.tolist() == [[False, False, False, True, False, False]]
+
+
+def test_seeded_samples_depend_on_the_block_only():
+    torch.manual_seed(0)
+    logits = torch.randn(7, 40) * 3                    # 3 chosen tokens in block a, 4 in b
+    both = sample(logits, [3, 4], [11, 22])
+    assert torch.equal(both[3:], sample(logits[3:], [4], [22]))
+    assert torch.equal(both[:3], sample(logits[:3], [3], [11]))
+    draws = torch.stack([sample(logits[:1], [1], [s]) for s in range(2000)]).flatten()
+    expected = torch.softmax(logits[0], -1)            # the draws follow the softmax
+    frequency = torch.bincount(draws, minlength=40).float() / 2000
+    assert (frequency - expected).abs().max() < 0.05
 
 
 def test_forward_the_discriminator_sees_the_samples_and_their_labels():
@@ -142,7 +155,8 @@ def test_output_is_a_bert_encoder_and_a_generator_that_transformers_load(files, 
     assert type(theirs).__name__ == "BertModel" and not info["unexpected_keys"]
     assert all(n.startswith("pooler.") for n in info["missing_keys"]), info  # ELECTRA has none
     theirs.eval()
-    ours = BertModel.from_pretrained(out).eval()
+    with pytest.warns(UserWarning, match="no pooler weights"):  # as for an MLM output
+        ours = BertModel.from_pretrained(out).eval()
     with torch.no_grad():
         assert torch.allclose(ours(ids).last_hidden_state,
                               theirs(input_ids=ids).last_hidden_state, atol=1e-5)
@@ -241,3 +255,29 @@ def test_a_checkpoint_from_before_the_option_resumes_as_mlm():
     assert resume_mismatches(PretrainConfig(train=["x"], output="o", max_steps=1,
                                             objective="electra"), saved) == [
         "--objective: checkpoint 'mlm', now 'electra'"]
+
+
+def test_two_processes_train_like_one(files, tmp_path):
+    """Under torchrun the masks and the generator's samples are drawn per block, so two
+    processes (gloo, no dropout) end with the one-process weights."""
+    from test_distributed import TOLERANCE, torchrun
+
+    from minitf import cli
+
+    args = ["pretrain", "--objective", "electra", "--train", str(files["corpus"]),
+            "--tokenizer", str(files["tok"]), "--layers", "3", "--hidden", "32", "--heads", "2",
+            "--intermediate", "64", "--max-length", "16", "--batch-size", "8", "--max-steps",
+            "4", "--eval-every", "2", "--dropout", "0", "--lr", "1e-3", "--progress", "off"]
+    assert cli.main([*args, "--output", str(tmp_path / "one")]) == 0
+    result = torchrun([*args, "--output", str(tmp_path / "two")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], **TOLERANCE, msg=name)
+    evals = [[json.loads(x)["validation"] for x in (tmp_path / d / "metrics.jsonl").read_text()
+              .splitlines() if '"validation"' in x] for d in ("one", "two")]
+    assert len(evals[0]) == len(evals[1]) == 2
+    for a, b in zip(*evals, strict=True):
+        assert b["replaced_fraction"] == a["replaced_fraction"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)

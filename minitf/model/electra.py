@@ -5,7 +5,9 @@ One training forward pass, for BERT-masked blocks (minitf/data/mlm.py):
     input_ids (B, L), labels (B, L)   labels: the original id at each chosen position, -100
                                       elsewhere
     generator      BertForMaskedLM → masked-LM loss at the M chosen positions, logits (M, V)
-    sample         one token per chosen position from softmax(logits), without gradient
+    sample         one token per chosen position from softmax(logits), without gradient;
+                   the recipe seeds each block's draws by (seed, split, epoch, block), as its
+                   masks, so they do not depend on batch size, resume or processes
     corrupted      the original text with the chosen positions replaced by the samples  (B, L)
     replaced       corrupted != original: a sample equal to the original is "original"   (B, L)
     discriminator  BertModel (no pooler) + ElectraDiscriminatorHead → one logit a token  (B, L)
@@ -29,7 +31,7 @@ On disk (`Electra.writer`, `Electra.from_pretrained`), a directory holds
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -136,16 +138,14 @@ class Electra(nn.Module):
         return self.discriminator.config
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor,
-                sampler: torch.Generator | None = None) -> ElectraOutput:
+                seeds: Sequence[int] | None = None) -> ElectraOutput:
         """Masked blocks (B, L) and their labels → both losses (see the module docstring).
-        `sampler`: the random generator of the samples (None: torch's global one)."""
+        `seeds`: one per block, seeding the draws of its samples (None: torch's global RNG)."""
         real = input_ids != self.config.pad_token_id                            # (B, L)
         mask = None if bool(real.all()) else real.long()
         gen = self.generator(input_ids=input_ids, attention_mask=mask, labels=labels)
         chosen = labels != IGNORE_INDEX                                          # (B, L)
-        with torch.no_grad():
-            probs = torch.softmax(gen.logits.detach().float(), dim=-1)           # (M, V)
-            sampled = torch.multinomial(probs, 1, generator=sampler).squeeze(1)  # (M,)
+        sampled = sample(gen.logits, chosen.sum(1).tolist(), seeds)             # (M,)
         _, corrupted, replaced = corrupt(input_ids, labels, sampled)
         hidden = self.discriminator(corrupted, attention_mask=mask).last_hidden_state
         logits = self.discriminator_predictions(hidden)                          # (B, L)
@@ -210,6 +210,23 @@ class Electra(nn.Module):
         self.generator.save_pretrained(directory)
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
+
+
+def sample(logits: torch.Tensor, counts: list[int], seeds: Sequence[int] | None
+           ) -> torch.Tensor:
+    """One token id from softmax(logits) per row (M, V) → (M,), without gradient. The rows
+    are `counts[b]` consecutive rows per block b; with `seeds`, block b's draws come from a
+    generator seeded with seeds[b], so they depend neither on the batch nor on the process."""
+    with torch.no_grad():
+        probs = torch.softmax(logits.detach().float(), dim=-1)                  # (M, V)
+        if seeds is None:
+            return torch.multinomial(probs, 1).squeeze(1)
+        parts = []
+        for block, seed in zip(probs.split(counts), seeds, strict=True):
+            rng = torch.Generator(device=probs.device).manual_seed(int(seed))
+            parts.append(torch.multinomial(block, 1, generator=rng).squeeze(1)
+                         if len(block) else block.new_zeros(0, dtype=torch.long))
+        return torch.cat(parts)
 
 
 def load_head(head: ElectraDiscriminatorHead, file: Path) -> None:

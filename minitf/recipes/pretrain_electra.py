@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from minitf.data import mlm
@@ -47,6 +48,13 @@ def load_electra(cfg: PretrainConfig, tokenizer: Any, resume_dir: Path | None) -
     return Electra.new(model_config(cfg, tokenizer), attn_backend=cfg.attn_backend)
 
 
+def sample_seeds(rows: list[int], seed: int, epoch: int, split: int) -> list[int]:
+    """A seed for each block's generator samples, from (seed, split, epoch, block) like its
+    masks (minitf/data/mlm.py), and apart from them (the trailing 1)."""
+    return [int(np.random.SeedSequence((seed, split, epoch, int(row), 1)).generate_state(1)[0])
+            for row in rows]
+
+
 def describe(metrics: dict[str, Any]) -> str:
     return (f"generator masked loss {metrics['mlm_loss']:.4f}, accuracy "
             f"{metrics['accuracy']:.4f}; discriminator loss {metrics['disc_loss']:.4f}, "
@@ -63,15 +71,15 @@ class ElectraRun(Run):
     def loss(self, model: Electra, shard: distributed.Shard) -> torch.Tensor:
         """shard.mean of the per-block ELECTRA losses (mlm + λ · disc, each a block mean)."""
         batch = self.policy.mask(self.corpus.train, shard.rows, self.cfg.seed, shard.epoch)
-        out = model(batch["input_ids"].to(self.device), batch["labels"].to(self.device))
+        seeds = sample_seeds(shard.rows, self.cfg.seed, shard.epoch, mlm.TRAIN)
+        out = model(batch["input_ids"].to(self.device), batch["labels"].to(self.device), seeds)
         return shard.mean(out.loss.sum())
 
-    def block_stats(self, batch: dict[str, torch.Tensor], sampler: torch.Generator
-                    ) -> torch.Tensor:
+    def block_stats(self, batch: dict[str, torch.Tensor], seeds: list[int]) -> torch.Tensor:
         """(B, STATS) sums of one validation batch (see STATS)."""
         ids, labels = batch["input_ids"].to(self.device), batch["labels"].to(self.device)
         with torch.autocast(self.device.type, **self.step_autocast):
-            out = self.model(ids, labels, sampler=sampler)
+            out = self.model(ids, labels, seeds)
         chosen = labels != mlm.IGNORE_INDEX
         row = chosen.nonzero()[:, 0].cpu()
         top = (labels[chosen] == self.corpus.top_token).float()
@@ -88,19 +96,19 @@ class ElectraRun(Run):
         return sums
 
     def evaluate(self) -> dict[str, Any]:
-        """Held-out metrics with fixed masks and fixed generator samples (a seeded sampler)."""
+        """Held-out metrics with fixed masks and per-block seeded generator samples."""
         blocks = self.corpus.validation
         if len(blocks) == 0:
             return {}
         rows = list(range(self.ctx.rank, len(blocks), self.ctx.world))
         sums = torch.zeros(len(rows), STATS)
-        sampler = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
         self.model.eval()
         with torch.inference_mode():
             for i in range(0, len(rows), self.cfg.eval_batch_size):
                 part = rows[i:i + self.cfg.eval_batch_size]
                 batch = self.policy.mask(blocks, part, self.cfg.seed, 0, split=mlm.VALIDATION)
-                sums[i:i + len(part)] = self.block_stats(batch, sampler)
+                seeds = sample_seeds(part, self.cfg.seed, 0, mlm.VALIDATION)
+                sums[i:i + len(part)] = self.block_stats(batch, seeds)
         t = self.ctx.gather_rows(sums, len(blocks)).sum(0).tolist()
         mlm_loss, disc_loss = t[0] / t[2], t[4] / t[5]
         return {"loss": mlm_loss + DISC_WEIGHT * disc_loss, "mlm_loss": mlm_loss,

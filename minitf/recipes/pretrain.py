@@ -22,6 +22,10 @@ The recipe (Devlin et al., 2019, §3.1 and appendix A.2; RoBERTa's packing), top
 `--max-steps 0` writes the initialised model (the from-scratch baseline of the same shape and
 tokenizer) after one evaluation.
 
+`--objective electra` swaps the model, the loss, the metrics and the output for ELECTRA's
+replaced-token detection (minitf/recipes/pretrain_electra.py, minitf/model/electra.py); the
+data, masking, schedule and engine stay these.
+
 Python:  from minitf.recipes.pretrain import PretrainConfig, pretrain
          pretrain(PretrainConfig(train=["corpus.txt"], tokenizer="tok", output="out"))
 """

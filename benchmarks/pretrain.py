@@ -3,6 +3,7 @@
     python benchmarks/pretrain.py speed               # ~2 minutes on a quiet 2-core CPU
     python benchmarks/pretrain.py speed --quick       # one repeat, a smoke run
     python benchmarks/pretrain.py curve --budgets 0,5,15,30 --labels 500,2000,all
+    python benchmarks/pretrain.py curve --objective electra --budgets 5   # ELECTRA rows
 
 Results: benchmarks/results/pretrain-speed-<date>-cpu.md, pretrain-curve-<date>-cpu.md.
 
@@ -213,13 +214,14 @@ def tfidf_accuracy(texts: list[str], labels: list[int], test_csv: Path) -> float
 
 
 def pretrained_model(budget: float, files: object, tokenizer: Path, work: Path,
-                     cells: dict, recipe: object) -> Path:
+                     cells: dict, recipe: object, objective: str = "mlm") -> Path:
     """The model pre-trained for `budget` minutes (0: initialised only), made once, with the
-    demo's recipe (minitf/recipes/demo_zh.py: shape, init, lr, batch)."""
+    demo's recipe (minitf/recipes/demo_zh.py: shape, init, lr, batch) and `objective`."""
     from minitf.recipes.pretrain import PretrainConfig, pretrain
 
-    out = work / f"bert-{recipe.config}-{budget:g}min"
-    key = f"pretrain {recipe.config} {budget:g}"
+    name = row_name(recipe, objective)
+    out = work / f"bert-{name}-{budget:g}min"
+    key = f"pretrain {name} {budget:g}"
     if key not in cells or not (out / "model.safetensors").is_file():
         load = os.getloadavg()[0]
         result = pretrain(PretrainConfig(
@@ -227,11 +229,17 @@ def pretrained_model(budget: float, files: object, tokenizer: Path, work: Path,
             config=recipe.config, init_std=recipe.init_std, dropout=0.0, lr=recipe.pretrain_lr,
             batch_size=recipe.pretrain_batch_size, max_length=recipe.pretrain_max_length,
             max_eval_blocks=recipe.pretrain_eval_blocks, overwrite=True, progress="log",
+            objective=objective,
             **({"time_budget": budget} if budget else {"max_steps": 0})))
         cells[key] = {"steps": result.total_steps, "minutes": result.train_seconds / 60,
                       "load_average_start": load, "load_average_end": os.getloadavg()[0],
                       **{f"mlm_{k}": v for k, v in (result.final or {}).items()}}
     return out
+
+
+def row_name(recipe: object, objective: str) -> str:
+    """The shape, "-electra" added for ELECTRA (its cells and models are kept apart)."""
+    return recipe.config + ("-electra" if objective == "electra" else "")
 
 
 def curve(args: argparse.Namespace) -> Path:
@@ -257,16 +265,17 @@ def curve(args: argparse.Namespace) -> Path:
             cells[f"tfidf {count}"] = {"accuracy": tfidf_accuracy(texts, labels, files.test)}
             say(f"TF-IDF, {count} labels: {cells[f'tfidf {count}']['accuracy']:.4f}")
     for budget in args.budgets:
-        model = pretrained_model(budget, files, tokenizer, work, cells, recipe)
+        model = pretrained_model(budget, files, tokenizer, work, cells, recipe, args.objective)
         store.write_text(json.dumps(cells, indent=1))
+        name = row_name(recipe, args.objective)
         for count, (csv_file, _, _) in subsets.items():
-            key = f"bert {recipe.config} {budget:g} {count}"
+            key = f"bert {name} {budget:g} {count}"
             if key in cells:
                 continue
             load = os.getloadavg()[0]
             result = finetune(FinetuneConfig(
                 model=str(model), train=str(csv_file), validation=str(files.validation),
-                test=str(files.test), output=str(work / f"ft-{recipe.config}-{budget:g}-{count}"),
+                test=str(files.test), output=str(work / f"ft-{name}-{budget:g}-{count}"),
                 epochs=FINETUNE_EPOCHS.get(int(count) if count != "all" else 0,
                                            recipe.finetune_epochs), lr=recipe.finetune_lr,
                 batch_size=32, max_length=128, overwrite=True, progress="log"))
@@ -311,7 +320,8 @@ def write_curve(cells: dict, out: Path, recipe: object) -> Path:
         "best epoch on the validation split. The one “mini” row (4 × 256, init std 0.02, "
         "batch 64, fine-tuning lr 1e-4) is from an earlier recipe. “not run”: not measured.",
         "Held-out MLM accuracy: masked-token accuracy after pre-training, (in brackets) that of "
-        "always predicting the most frequent token.",
+        "always predicting the most frequent token. “-electra” rows: `--objective electra` "
+        "(the discriminator is fine-tuned; the accuracy shown is its generator's).",
         f"1-minute load averages seen during the runs: {min(loads):.1f}–{max(loads):.1f} on "
         f"{os.cpu_count()} cores (above 2 the runs shared the CPU with other jobs, and a "
         "budget got fewer steps than on a quiet machine)." if loads else "",
@@ -342,6 +352,8 @@ def main() -> None:
     c = sub.add_parser("curve", help="test accuracy vs labels, for pre-training budgets")
     c.add_argument("--budgets", default="0,5,15,30", help="pre-training minutes, comma-separated")
     c.add_argument("--labels", default="500,2000,all", help="training reviews, comma-separated")
+    c.add_argument("--objective", choices=("mlm", "electra"), default="mlm",
+                   help="the pre-training objective of the BERT rows this run adds")
     c.add_argument("--work", default="/tmp/minitf-pretrain-curve",
                    help="where models and data are kept between runs")
     args = parser.parse_args()

@@ -226,11 +226,23 @@ def test_training_lowers_the_held_out_losses(files, tmp_path):
 
 
 def test_continuing_a_plain_bert_is_refused(files, tmp_path):
+    from minitf.tokenizers.wordpiece import load_tokenizer
+
     pretrain(tiny(files, tmp_path / "mlm", objective="mlm", max_steps=0))
-    out = tmp_path / "bad"
-    with pytest.raises(MinitfError, match="no generator/ folder.*--objective mlm.*--tokenizer"):
-        pretrain(tiny(files, out, tokenizer=None, model=str(tmp_path / "mlm")))
-    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+    encoder = tmp_path / "encoder"              # a BertModel directory, e.g. an MLM's encoder
+    BertModel(BertForMaskedLM.from_pretrained(tmp_path / "mlm").config).save_pretrained(encoder)
+    load_tokenizer(files["tok"]).save_pretrained(encoder)
+    for model in ("mlm", "encoder"):
+        out = tmp_path / "bad"
+        with pytest.raises(MinitfError, match="no generator/ folder.*--objective mlm.*--tok"):
+            pretrain(tiny(files, out, tokenizer=None, model=str(tmp_path / model)))
+        assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def test_time_budget(files, tmp_path):
+    result = pretrain(tiny(files, tmp_path / "budget", max_steps=None, time_budget=0.05))
+    assert result.total_steps >= 1 and not result.interrupted
+    assert (tmp_path / "budget" / "generator" / "model.safetensors").is_file()
 
 
 def test_continuing_an_electra_output(files, tmp_path):

@@ -115,3 +115,24 @@ def test_segment_command_at_bf16_and_int8_gives_the_fp32_words(corpus, tmp_path,
     assert lines["bf16"] == lines["fp32"] and lines["int8"] == lines["fp32"], lines
     assert lines["fp32"].split() == ["中国", "人民", "的", "北京", "大学", "改革开放", "新", "世纪",
                                      "的", "发展"]
+
+
+@pytest.mark.parametrize("task, metric, best", [("segment", "auto", 1), ("segment", "accuracy", 2),
+                                                ("tag", "auto", 3), ("ner", "auto", 1),
+                                                ("tag", "loss", 2)])
+def test_select_metric_picks_the_epoch_of_that_score(corpus, tmp_path, monkeypatch, task,
+                                                     metric, best):
+    """Validation scores whose best epochs differ by metric (the real scores, then overridden
+    per evaluation): best/ follows the one asked for; auto: f1 (segment, ner), joint_f1 (tag)."""
+    from minitf.recipes import tokens as R
+    real, calls = R.score, []
+    fake = [{"f1": 0.9, "accuracy": 0.1, "joint_f1": 0.2, "loss": 0.5},
+            {"f1": 0.1, "accuracy": 0.9, "joint_f1": 0.3, "loss": 0.1},
+            {"f1": 0.5, "accuracy": 0.5, "joint_f1": 0.8, "loss": 0.9}]
+
+    def score(*args):
+        calls.append(1)
+        return {**real(*args), **fake[min(len(calls), 3) - 1]}
+    monkeypatch.setattr(R, "score", score)
+    train(corpus, task, tmp_path / "out", epochs=3, select_metric=metric)
+    assert best_record(tmp_path / "out")["best_epoch"] == best

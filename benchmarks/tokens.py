@@ -134,7 +134,7 @@ def snownlp_row(train: T.Sentences, work: Path, test: tuple, paragraphs: int | N
 
 
 def pkuseg_row(data: Path, work: Path, test: tuple, iterations: int) -> list[dict]:
-    """pkuseg's CRF retrained by pkuseg.train (its temporary files go to ~/.pkuseg/temp)."""
+    """pkuseg's CRF retrained by pkuseg.train (its working files: a temporary directory)."""
     import pkuseg
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # its progress; stdout is the results

@@ -407,6 +407,7 @@ class BertForTokenClassification(nn.Module):
     label per token (word segmentation, part-of-speech tags, named entities)."""
 
     checkpoint_prefix, head_prefix, tied_weights = "bert.", "classifier.", ()
+    head_reads_cls_only = False  # every position: a frozen-prefix cache keeps them all
 
     def __init__(self, config: BertConfig, attn_backend: str = "auto"):
         super().__init__()

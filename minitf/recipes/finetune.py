@@ -243,7 +243,7 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise MinitfError(f"--select-metric {cfg.select_metric!r}: choose auto, "
                           f"{', '.join(O.SELECT_METRICS)}")
     allowed = ("loss", "pearson") if cfg.regression else ("accuracy", "macro_f1", "loss")
-    if cfg.metric not in allowed:
+    if cfg.metric not in allowed and cfg.task == "classify":  # tokens: recipes/tokens.py
         raise MinitfError(f"--select-metric {cfg.metric} does not apply to "
                           f"{'regression' if cfg.regression else 'classification'}; choose "
                           f"one of {', '.join(allowed)}")

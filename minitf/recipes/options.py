@@ -228,10 +228,12 @@ CACHE = Option("cache", True, group="optimisation", action="store_false", flag="
 PATIENCE = Option("patience", 0, group="optimisation", check=non_negative,
                   help="stop after N epochs without improvement (0: never)")
 # metric → higher is better
-SELECT_METRICS = {"accuracy": True, "macro_f1": True, "loss": False, "pearson": True}
+SELECT_METRICS = {"accuracy": True, "macro_f1": True, "loss": False, "pearson": True,
+                  "f1": True, "joint_f1": True, "tag_accuracy": True}  # the last: token tasks
 SELECT_METRIC = Option("select_metric", "auto", group="optimisation",
                        choices=("auto", *SELECT_METRICS),
-                       help="picks the best checkpoint (auto: accuracy; loss for --regression)")
+                       help="picks the best checkpoint (auto: accuracy; loss for --regression; "
+                            "word F1 for segment, joint_f1 for tag, entity F1 for ner)")
 
 # LoRA
 LORA = Option("lora", 0, group="LoRA adapters (minitf/model/lora.py)", metavar="R",

@@ -6,19 +6,25 @@ What differs from classifying a text (minitf/recipes/finetune.py), and only that
                  format follows from --task, --format overrides), cut into windows of
                  --max-length with overlap; held-out sentences by --validation/--test-fraction
     2. model     BertForTokenClassification: the encoder without its pooler + a fresh linear
-                 head on every position, labels in config.json's id2label
+                 head on every position, labels in config.json's id2label; --freeze and its
+                 frozen-prefix cache (the training windows' hidden states below the first
+                 trained layer, computed once), or LoRA adapters (--lora R, --adapter DIR: the
+                 adapters + the classifier train; saved merged, and in PEFT's TOKEN_CLS format)
     5. loss      cross-entropy over the labelled positions (the first piece of each unit)
     6. evaluate  windows stitched back into sentences, then the field's scores
-                 (minitf/tasks/token_metrics.py): word F1 / OOV recall, tag accuracy, entity F1
+                 (minitf/tasks/token_metrics.py): word F1 / OOV recall, tag accuracy, entity F1;
+                 best/ is the checkpoint with the best --select-metric (auto: the task's score,
+                 SELECT_METRICS below)
 
 The optimizer, schedule, loop, checkpoints, resume and the output folder are the same as for
-classification. Not yet supported for token tasks: the frozen-prefix cache, LoRA adapters
-(refused with a message; --freeze without the cache works).
+classification. The validation windows are not cached (each evaluation runs the whole model).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,10 +32,15 @@ from typing import Any
 import torch
 
 from minitf.data import tokens as T
-from minitf.data.examples import batch_plan
+from minitf.data.examples import Encoded, batch_plan
 from minitf.errors import MinitfError
-from minitf.model.bert import BertForTokenClassification, token_classification_loss
-from minitf.model.freeze import freeze, train_mode
+from minitf.model.bert import (
+    BertForTokenClassification,
+    num_parameters,
+    token_classification_loss,
+)
+from minitf.model.freeze import FreezePlan, classifier_logits, freeze, train_mode
+from minitf.model.lora import lora_modules
 from minitf.model.precision import pick_device
 from minitf.model.weights import model_files
 from minitf.paths import resolve_model_dir
@@ -37,13 +48,20 @@ from minitf.recipes import finetune as F
 from minitf.run_folder import RunFolder
 from minitf.tasks import classify as inference
 from minitf.tasks import token_metrics as M
+from minitf.tasks.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
 from minitf.tasks.tokens import TokenTagger
 from minitf.train import distributed
 from minitf.train.checkpoint import Outputs
-from minitf.train.loop import Task, Trainer
+from minitf.train.freeze import PrefixCache
+from minitf.train.loop import Schedule, Task, Trainer
 from minitf.train.progress import Progress
 
 TASK_FORMATS = {"segment": "words", "tag": "word-tags", "ner": "conll"}
+# What --select-metric may name per task (keys of score()); auto: the first, the task's score:
+# word F1 (segment), joint segmentation + tag F1 (tag), entity F1 (ner).
+SELECT_METRICS = {"segment": ("f1", "accuracy", "loss"),
+                  "tag": ("joint_f1", "tag_accuracy", "f1", "accuracy", "loss"),
+                  "ner": ("f1", "accuracy", "loss")}
 
 
 def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Context,
@@ -68,22 +86,24 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     windows = T.encode_windows(splits["train"].items, tokenizer, cfg.max_length, label2id)
     progress.say(f"train: {len(windows)} windows of at most {cfg.max_length} tokens")
 
-    # 2. Model.
-    model = load_token_classifier(out / "last" if state else model_dir, labels, cfg)
-    model.to(device)
-    plan = freeze(model, cfg.freeze)
+    # 2. Model: frozen prefix (+ its cache) or adapters.
+    model, plan = build_token_model(cfg, model_dir, out if state else None, labels, device,
+                                    progress.say)
+    cache = build_token_cache(cfg, model, plan, windows, tokenizer, device, progress.say)
     tagger = TokenTagger(model, tokenizer, cfg.max_length, cfg.eval_batch_size, device=device)
 
     # 3.-6. Optimizer, schedule, the loop.
     step = F.build_step(cfg, model, len(windows), device, ctx)
     lexicon = training_lexicon(splits["train"])
-    task = Task(model=model, batches=_batches(cfg, windows), loss=_loss(windows, tokenizer,
-                device), save=model_files(model, tokenizer),
+    save = (merged_model_files(model, tokenizer, cfg.model) if lora_modules(model)
+            else model_files(model, tokenizer))  # adapters: merged + best/adapter (PEFT)
+    task = Task(model=model, batches=_batches(cfg, windows),
+                loss=_loss(windows, tokenizer, plan, cache, device), save=save,
                 evaluate=(lambda: score(cfg.task, tagger, splits["validation"], lexicon))
                 if "validation" in splits else None,
                 train_mode=lambda: train_mode(model, plan), describe=describe)
     outputs = Outputs(out, enabled=ctx.main)
-    trainer = Trainer(task, step, F.schedule(cfg), ctx, outputs, progress, device,
+    trainer = Trainer(task, step, token_schedule(cfg), ctx, outputs, progress, device,
                       extra_state=lambda: {"config": asdict(cfg), "fingerprint": fingerprint})
     if state is not None:
         trainer.load_state_dict(state)
@@ -117,13 +137,19 @@ def check_token_config(cfg: F.FinetuneConfig) -> None:
     if fmt not in T.FORMATS:
         raise MinitfError(f"--task {cfg.task} reads a token format ({', '.join(T.FORMATS)}), "
                           f"not --format {fmt}")
-    if cfg.lora or cfg.adapter:
-        raise MinitfError(f"--lora/--adapter are not supported for --task {cfg.task} yet")
     if cfg.regression:
         raise MinitfError(f"--regression does not apply to --task {cfg.task}")
-    if cfg.metric != "accuracy":
-        raise MinitfError(f"--select-metric {cfg.select_metric}: token tasks select the best "
-                          "checkpoint by position accuracy (auto or accuracy)")
+    if cfg.select_metric not in ("auto", *SELECT_METRICS[cfg.task]):
+        raise MinitfError(f"--select-metric {cfg.select_metric} does not exist for --task "
+                          f"{cfg.task}; choose auto ({SELECT_METRICS[cfg.task][0]}) or one of "
+                          f"{', '.join(SELECT_METRICS[cfg.task])}")
+
+
+def token_schedule(cfg: F.FinetuneConfig) -> Schedule:
+    """F.schedule, with the best checkpoint chosen by the token task's metric."""
+    metric = SELECT_METRICS[cfg.task][0] if cfg.select_metric == "auto" else cfg.select_metric
+    return dataclasses.replace(F.schedule(cfg), select_metric=metric,
+                               higher_is_better=metric != "loss")
 
 
 def load_token_splits(cfg: F.FinetuneConfig, say: Any) -> dict[str, T.Sentences]:
@@ -154,6 +180,43 @@ def load_token_splits(cfg: F.FinetuneConfig, say: Any) -> dict[str, T.Sentences]
     return read
 
 
+def build_token_model(cfg: F.FinetuneConfig, model_dir: Path, resumed: Path | None,
+                      labels: list[str], device: torch.device, say: Any
+                      ) -> tuple[BertForTokenClassification, FreezePlan]:
+    """The token classifier on `device` and what trains: a frozen prefix (--freeze), or
+    adapters on the base model (--lora R, or continued from --adapter DIR; resumed from
+    last/adapter). Resumed without adapters: last/ itself."""
+    adapter = None
+    if cfg.lora or cfg.adapter:
+        adapter = resumed / "last" / ADAPTER_DIR if resumed else cfg.adapter
+    directory = resumed / "last" if resumed and adapter is None else model_dir
+    model = load_token_classifier(directory, labels, cfg).to(device)
+    plan = freeze(model, cfg.freeze) if not (cfg.lora or adapter) else setup_lora(
+        model, cfg.lora, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, cfg.lora_layers,
+        adapter)
+    trainable, total = num_parameters(model, trainable_only=True), num_parameters(model)
+    say(f"model: {directory}; freeze: {plan.policy}; parameters: {trainable:,} trainable of "
+        f"{total:,} ({trainable / total:.1%})")
+    return model, plan
+
+
+def build_token_cache(cfg: F.FinetuneConfig, model: BertForTokenClassification,
+                      plan: FreezePlan, windows: list[T.Window], tokenizer: Any,
+                      device: torch.device, say: Any) -> PrefixCache | None:
+    """The frozen prefix's outputs for every training window, computed once (--freeze with
+    the cache, or the layers below the lowest adapter); None when nothing is frozen."""
+    if not (plan.frozen and cfg.cache):
+        return None
+    started = time.perf_counter()
+    ids = [torch.tensor(w.input_ids) for w in windows]
+    data = Encoded(ids, [torch.zeros_like(t) for t in ids], torch.zeros(len(ids)),
+                   tokenizer.pad_token_id)
+    cache = PrefixCache(model, data, plan.frozen_layers, cfg.eval_batch_size, device)
+    say(f"cached the frozen prefix (embeddings + {plan.frozen_layers} layers) of the training "
+        f"windows: {cache.nbytes / 2**20:.0f} MiB in {time.perf_counter() - started:.1f} s")
+    return cache
+
+
 def load_token_classifier(directory: str | Path, labels: list[str], cfg: F.FinetuneConfig
                           ) -> BertForTokenClassification:
     model = BertForTokenClassification.from_pretrained(
@@ -171,7 +234,8 @@ def _batches(cfg: F.FinetuneConfig, windows: list[T.Window]) -> Any:
     return lambda epoch: batch_plan(lengths, cfg.batch_size, epoch, cfg.seed)
 
 
-def _loss(windows: list[T.Window], tokenizer: Any, device: torch.device) -> Any:
+def _loss(windows: list[T.Window], tokenizer: Any, plan: FreezePlan, cache: PrefixCache | None,
+          device: torch.device) -> Any:
     def loss(model: Any, shard: distributed.Shard) -> torch.Tensor:
         rows = [windows[i] for i in shard.rows]
         width = max(len(w.input_ids) for w in rows)
@@ -182,7 +246,8 @@ def _loss(windows: list[T.Window], tokenizer: Any, device: torch.device) -> Any:
             ids[r, :len(w.input_ids)] = torch.tensor(w.input_ids)
             labels[r, :len(w.labels)] = torch.tensor(w.labels)
             mask[r, :len(w.input_ids)] = 1
-        logits = model(ids.to(device), mask.to(device)).logits
+        batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        logits = classifier_logits(model, batch, plan, cache, shard.rows)  # frozen: from cache
         labels = labels.to(device)
         # Mean over this shard's labelled positions, scaled to a sum over rows for Shard.mean.
         per_token = token_classification_loss(logits.float(), labels)

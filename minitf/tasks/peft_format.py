@@ -1,6 +1,7 @@
 """LoRA adapters in Hugging Face PEFT's format: adapter_config.json + adapter_model.safetensors.
 
-What PEFT writes for a LoRA on a BertForSequenceClassification (task_type SEQ_CLS):
+What PEFT writes for a LoRA on a BertForSequenceClassification (task_type SEQ_CLS; on a
+BertForTokenClassification: TOKEN_CLS, and modules_to_save the classifier alone):
 
     adapter_config.json          peft_type "LORA", r, lora_alpha, lora_dropout, target_modules
                                  (+ layers_to_transform), modules_to_save, ...
@@ -35,7 +36,7 @@ from safetensors.torch import load_file
 
 from minitf.errors import MinitfError
 from minitf.io import atomic_directory
-from minitf.model.bert import BertForSequenceClassification
+from minitf.model.bert import BertForSequenceClassification, BertForTokenClassification
 from minitf.model.config import BertConfig
 from minitf.model.freeze import FreezePlan
 from minitf.model.lora import (
@@ -72,9 +73,11 @@ def save_peft_adapter(model: BertForSequenceClassification, directory: str | Pat
     tensors = {f"{PREFIX}{name}": t.detach().contiguous().cpu()
                for name, t in model.state_dict().items()
                if ".lora_" in name or name.startswith(TRAINED_IN_FULL)}
-    config = {"peft_type": "LORA", "task_type": "SEQ_CLS", "r": spec.r,
-              "lora_alpha": spec.alpha, "lora_dropout": spec.dropout, "bias": "none",
-              "modules_to_save": MODULES_TO_SAVE, "fan_in_fan_out": False, "use_dora": False,
+    token = isinstance(model, BertForTokenClassification)  # no pooler: the classifier alone
+    config = {"peft_type": "LORA", "task_type": "TOKEN_CLS" if token else "SEQ_CLS",
+              "r": spec.r, "lora_alpha": spec.alpha, "lora_dropout": spec.dropout,
+              "bias": "none", "modules_to_save": ["classifier"] if token else MODULES_TO_SAVE,
+              "fan_in_fan_out": False, "use_dora": False,
               "use_rslora": False, "init_lora_weights": True, "inference_mode": True,
               "base_model_name_or_path": base_model, **target_fields(model, spec)}
     with atomic_directory(directory) as tmp:

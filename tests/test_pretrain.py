@@ -55,6 +55,27 @@ def test_max_steps_0_writes_the_initialised_model_that_transformers_loads(files,
     assert tok.mask_token_id == 4 and tok.pad_token_id == 0
 
 
+@pytest.mark.parametrize("objective", ["mlm", "electra"])
+def test_position_init_sinusoid_starts_from_the_sinusoids(files, tmp_path, objective):
+    out = tmp_path / "init"
+    pretrain(tiny(files, out, max_steps=0, position_init="sinusoid", objective=objective))
+    weights = load_file(out / "model.safetensors")
+    table = next(v for k, v in weights.items() if k.endswith("position_embeddings.weight"))
+    d = table.shape[1]
+    assert torch.equal(table[0, 0::2], torch.zeros(d // 2))       # position 0: sin 0, cos 0
+    assert torch.equal(table[0, 1::2], torch.ones(d // 2))
+    # column 2k is sin(p / 10000^(2k/d)), column 2k+1 its cosine
+    p, k = 5, 3
+    angle = torch.tensor(p / 10000 ** (2 * k / d))
+    assert table[p, 2 * k] == pytest.approx(float(torch.sin(angle)), abs=1e-6)
+    assert table[p, 2 * k + 1] == pytest.approx(float(torch.cos(angle)), abs=1e-6)
+    normal = tmp_path / "normal"
+    pretrain(tiny(files, normal, max_steps=0, objective=objective))
+    other = next(v for k, v in load_file(normal / "model.safetensors").items()
+                 if k.endswith("position_embeddings.weight"))
+    assert other.abs().max() < 0.2     # N(0, 0.02): the option is what changed it
+
+
 def test_resume_equals_an_uninterrupted_run(files, tmp_path):
     whole = pretrain(tiny(files, tmp_path / "whole"))
     assert not whole.interrupted and whole.total_steps == 6

@@ -557,6 +557,21 @@ def init_weights(module: nn.Module, std: float) -> None:
         nn.init.zeros_(module.bias)
 
 
+def sinusoid_positions_(embedding: nn.Embedding, scale: float = 1.0) -> None:
+    """Start learned position embeddings at the sinusoids of Vaswani et al. (2017), each
+    coordinate in [-scale, scale]: still ordinary weights (any BERT loader reads them), but
+    neighbouring positions start out similar and distant ones different, so attention can tell
+    near from far from the first step. From N(0, 0.02) a small model first spends hundreds of
+    steps predicting each token from itself alone (docs/zh.md)."""
+    n, d = embedding.weight.shape                                   # (positions, hidden)
+    position = torch.arange(n, dtype=torch.float32)[:, None]        # (n, 1)
+    frequency = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)   # (ceil(d/2),)
+    angle = position * frequency                                    # (n, ceil(d/2))
+    with torch.no_grad():
+        embedding.weight[:, 0::2] = scale * torch.sin(angle)
+        embedding.weight[:, 1::2] = scale * torch.cos(angle[:, : d // 2])
+
+
 def check_inputs(config: BertConfig, input_ids: torch.Tensor,
                  token_type_ids: torch.Tensor | None) -> None:
     """Turn the inputs an embedding lookup would choke on into messages that say what is wrong."""

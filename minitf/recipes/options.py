@@ -293,6 +293,11 @@ INIT_STD = Option("init_std", 0.02, group="model",
                   help="standard deviation of the initial weights, saved as initializer_range "
                   "(default: BERT's 0.02; 0.1 left the most-frequent-token plateau about twice "
                   "as soon on the tiny shape, see docs/zh.md)")
+POSITION_INIT = Option("position_init", "normal", group="model", choices=("normal", "sinusoid"),
+                       help="initial position embeddings: normal (BERT's, N(0, --init-std)) or "
+                       "sinusoid (Vaswani et al.'s sinusoids, still learned: small models from "
+                       "scratch leave the predict-from-the-token-alone plateau sooner, see "
+                       "docs/zh.md)")
 MLM_PROBABILITY = Option("mlm_probability", 0.15, group="optimisation", resume=True,
                          check=lambda v: None if 0 < v < 1 else "must be in (0, 1)")
 OBJECTIVE = Option("objective", "mlm", group="optimisation", choices=("mlm", "electra"),

@@ -44,7 +44,7 @@ import torch
 from minitf.data import mlm
 from minitf.errors import MinitfError
 from minitf.io import staged_files
-from minitf.model.bert import BertForMaskedLM, num_parameters
+from minitf.model.bert import BertForMaskedLM, num_parameters, sinusoid_positions_
 from minitf.model.config import SHAPES, BertConfig
 from minitf.model.electra import Electra
 from minitf.model.precision import pick_device
@@ -79,6 +79,7 @@ class PretrainConfig:
     intermediate: int | None = O.INTERMEDIATE.field()
     dropout: float = O.DROPOUT.field()
     init_std: float = O.INIT_STD.field()
+    position_init: str = O.POSITION_INIT.field()
     validation: str | None = O.VALIDATION.field(help="held-out text (default: hold out "
                                                 "--validation-fraction of the --train "
                                                 "documents)")
@@ -181,6 +182,9 @@ def load_model_and_tokenizer(cfg: PretrainConfig, resume_dir: Path | None
     else:
         torch.manual_seed(cfg.seed)
         model = BertForMaskedLM(model_config(cfg, tokenizer), attn_backend=cfg.attn_backend)
+    if cfg.position_init == "sinusoid" and resume_dir is None and cfg.model is None:
+        encoder = model.discriminator if cfg.objective == "electra" else model.bert
+        sinusoid_positions_(encoder.embeddings.position_embeddings)  # ELECTRA's are shared
     check_compatible(tokenizer, model.config, str(tok_dir), cfg.max_length)
     return model, tokenizer, str(tok_dir)
 

@@ -1,4 +1,4 @@
-"""`minitf tokenizer train`: learn a SentencePiece vocabulary for a new BERT from plain text."""
+"""`minitf tokenizer train`: learn a SentencePiece (or character) vocabulary for a new BERT."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--vocab-size", type=int, default=8000, help="pieces (default 8000)")
     train.add_argument("--model-type", choices=MODEL_TYPES, default="unigram",
                        help="SentencePiece algorithm (default unigram); bpe pieces are "
-                            "encoded by best score, as transformers' AlbertTokenizer does")
+                            "encoded by best score, as transformers' AlbertTokenizer does; "
+                            "characters: a WordPiece vocabulary of single characters (as "
+                            "bert-base-chinese), for character tagging and segmentation")
     train.add_argument("--lowercase", action="store_true",
                        help="lower-case all text (English: a smaller, uncased vocabulary)")
     train.add_argument("--strip-accents", action="store_true",

@@ -1,4 +1,4 @@
-"""Train a SentencePiece tokenizer for a BERT model from plain text.
+"""Train a SentencePiece tokenizer (or a character vocabulary) for a BERT model from plain text.
 
     documents = read_documents(["reviews.txt"])   # minitf.data.text: the one corpus reader
     result = train_sentencepiece(documents, "tok/", vocab_size=8000)
@@ -14,6 +14,10 @@ BERT's special tokens get fixed ids, [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, a
 pieces: SentencePiece never produces them from text; minitf and transformers cut them out
 only where they are written literally ("[MASK]" in a text is the mask id).
 
+model_type "characters" is no SentencePiece model but BERT's WordPiece tokenizer with one piece
+per character (as bert-base-chinese): what character-level tasks want (minitf finetune --task
+segment|tag), where every character is one position (character_vocabulary).
+
 Character coverage: the share of the corpus's characters that get their own piece (the rest
 become [UNK]). Chinese has thousands of characters, so the default there is 0.9995 (the
 rarest 0.05% of characters are dropped); for other text it is 1.0 (every character kept).
@@ -27,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +47,9 @@ from minitf.tokenizers.sentencepiece import (
     SentencePieceTokenizer,
     prenormalize,
 )
+from minitf.tokenizers.wordpiece import Tokenizer, is_cjk_ideograph
 
-MODEL_TYPES = ("unigram", "bpe")
+MODEL_TYPES = ("unigram", "bpe", "characters")
 CJK_COVERAGE, DEFAULT_COVERAGE = 0.9995, 1.0
 _CJK_SHARE = 0.3  # at least this share of the letters in CJK ideographs → CJK_COVERAGE
 _MAX_SENTENCE_BYTES = 1 << 16  # SentencePiece skips longer sentences...
@@ -73,6 +79,9 @@ def train_sentencepiece(
     start = time.perf_counter()
     output = Path(output)
     _check_settings(vocab_size, model_type, character_coverage)
+    if model_type == "characters" and strip_accents:
+        raise MinitfError("--strip-accents is for SentencePiece vocabularies; a character "
+                          "vocabulary keeps every character as it is")
     _check_output(output, overwrite)
     if isinstance(documents, (str, bytes, os.PathLike)):
         documents = [documents]  # one string is one document (a path is refused below)
@@ -84,12 +93,37 @@ def train_sentencepiece(
     with atomic_directory(output) as staging:  # files of an existing --output are kept
         if not is_minitf_folder(output):
             write_marker(staging, "tokenizer train")
-        _train(documents, staging, vocab_size, model_type, coverage, seed, source)
-        tokenizer = SentencePieceTokenizer(staging / MODEL_FILE, do_lower_case=lowercase,
-                                           keep_accents=not strip_accents)
+        if model_type == "characters":
+            tokenizer = character_vocabulary(documents, vocab_size, coverage, lowercase)
+        else:
+            _train(documents, staging, vocab_size, model_type, coverage, seed, source)
+            tokenizer = SentencePieceTokenizer(staging / MODEL_FILE, do_lower_case=lowercase,
+                                               keep_accents=not strip_accents)
         tokenizer.save_pretrained(staging)
     return TrainResult(output, tokenizer.vocab_size, len(documents),
                        sum(map(len, documents)), coverage, time.perf_counter() - start)
+
+
+def character_vocabulary(documents: list[str], vocab_size: int, coverage: float,
+                         lowercase: bool) -> Tokenizer:
+    """`model_type="characters"`: one piece per character, as bert-base-chinese's vocabulary —
+    a WordPiece tokenizer whose pieces are the most frequent characters (at most
+    `vocab_size` - 5, covering at least `coverage` of the text; the rest become [UNK]), each
+    also as a "##" continuation when it is not a CJK ideograph (so "1998" is 1 ##9 ##9 ##8
+    rather than one [UNK]: CJK ideographs are split apart before WordPiece, other letters are
+    not). For tagging or segmenting characters: every character is one position."""
+    counts = Counter(c for d in documents for c in d if not c.isspace())
+    ranked = [c for c, _ in counts.most_common(max(1, vocab_size - len(SPECIAL_IDS)))]
+    total, kept, covered = sum(counts.values()), [], 0
+    for char in ranked:
+        if covered >= coverage * total:
+            break
+        kept.append(char)
+        covered += counts[char]
+    specials = [token for token, _ in sorted(SPECIAL_IDS.values(), key=lambda t: t[1])]
+    continuations = [f"##{c}" for c in kept if not is_cjk_ideograph(c)]
+    return Tokenizer(specials + kept + continuations, do_lower_case=lowercase,
+                     strip_accents=False, tokenize_chinese_chars=True)
 
 
 def _document(text: str, lowercase: bool, strip_accents: bool) -> str:

@@ -83,6 +83,11 @@ _REMOVED_SET, _WHITESPACE_SET, _CJK_SET = _CharSet(REMOVED), _CharSet(WHITESPACE
 _PUNCTUATION_SET, _MARK_SET = _CharSet(PUNCTUATION), _CharSet(NONSPACING_MARKS)
 
 
+def is_cjk_ideograph(char: str) -> bool:
+    """A CJK ideograph: the basic tokenizer splits these apart before WordPiece."""
+    return char in _CJK_SET
+
+
 class _CharMap(dict):
     """A `str.translate` table that works out a character's replacement the first time it is
     seen and remembers it, so the per-character rules run once per distinct character, not

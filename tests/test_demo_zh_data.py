@@ -92,6 +92,21 @@ def test_demo_with_data_dir_writes_the_results_json(tmp_path, tiny_people_daily,
         demo_zh(tiny_config(tmp_path, data, results=str(results)))
 
 
+def test_the_prompt_and_self_training_rows(tmp_path, tiny_people_daily):
+    pytest.importorskip("sentencepiece")
+    data = write_split(tmp_path / "split")
+    rows = demo_zh(tiny_config(tmp_path, data, labels=(10,), epochs=(1,),
+                               method="prompt+self-train", rows=("tfidf+self-train",)))
+    assert [(r["system"], r["labels"]) for r in rows] == [
+        ("tfidf+self-train", 10), ("prompt+self-train", 10)]
+    student = rows[1]["directory"]
+    assert student.endswith("ft-prompt-10-student")
+    config = json.loads((tmp_path / "demo" / "ft-prompt-10-student" / "best" / "config.json")
+                        .read_text())
+    assert config["minitf_prompt"]["template"] == "{text}总之很[MASK]。"
+    assert (tmp_path / "demo" / "ft-prompt-10" / "best").is_dir()  # its teacher
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "validation.csv").unlink(), r"no validation\.csv"),
     (lambda d: (d / "test.csv").write_text("review,label\n好,1\n", encoding="utf-8"),

@@ -67,19 +67,27 @@ class Setup:
         return self.train
 
 
+def pick_rows(train: D.Examples, count: int, seed: int | None) -> D.Examples:
+    """The labelled rows: count 0 or ≥ the rows: all of them; seed None: the first `count`
+    rows (the demo's few-label sets); a seed: the first `count` of that seeded order (the
+    curve's seeds: different subsets)."""
+    if not count or count >= len(train):
+        return train
+    if seed is None:
+        return train.subset(range(count))
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    return train.subset(order[:count])
+
+
 def label_subset(setup: Setup, count: int, seed: int | None) -> tuple[Path, D.Examples,
                                                                          D.Examples]:
-    """(CSV of the labelled rows, those rows, the other training texts unlabelled). count 0 or
-    ≥ the rows: all of train.csv. seed None: the first `count` rows of train.csv (the
-    demo's few-label sets); a seed: the first `count` of that seeded order (the curve)."""
+    """(CSV of the labelled rows (pick_rows), those rows, the other training texts
+    unlabelled)."""
     train = setup.training_examples()
-    order = list(range(len(train)))
-    if seed is not None:
-        random.Random(seed).shuffle(order)
-    if not count or count >= len(train):
-        rows, path = train, Path(setup.files.train)
-    else:
-        rows = train.subset(sorted(order[:count]) if seed is None else order[:count])
+    rows = pick_rows(train, count, seed)
+    path = Path(setup.files.train)
+    if len(rows) < len(train):
         path = setup.out / "data" / f"train-{count}-{'first' if seed is None else seed}.csv"
         if not path.is_file():
             write_text(path, csv_text(rows))
@@ -187,18 +195,24 @@ def fine_tuned(setup: Setup, system: str, path: Path, unlabelled: D.Examples, co
             "teacher_seconds": teacher_seconds if reused else 0.0}, bert
 
 
-def zero_shot(setup: Setup) -> dict[str, float]:
-    """The prompt's test accuracy with no training at all."""
+def zero_shot(setup: Setup) -> dict[str, Any]:
+    """The prompt's test metrics with no training at all."""
+    return zero_shot_metrics(setup.pretrained, setup.files.test, setup.cfg.template,
+                             setup.cfg.verbalizer, setup.cfg.max_length)
+
+
+def zero_shot_metrics(model: str | Path, test: str | Path, template: str, verbalizer: str,
+                      max_length: int = 128) -> dict[str, Any]:
+    """A masked-LM directory as a prompt classifier (minitf/tasks/prompt.py), untrained: its
+    metrics on the labelled `test` file (columns text,label)."""
     from minitf.tasks import classify as inference
     from minitf.tasks import prompt as P
 
-    tokenizer = inference.load_tokenizer(setup.pretrained)
-    classifier = P.load_prompt_classifier(setup.pretrained, tokenizer, setup.cfg.template,
-                                          setup.cfg.verbalizer)
+    tokenizer = inference.load_tokenizer(model)
+    classifier = P.load_prompt_classifier(model, tokenizer, template, verbalizer)
     labels = classifier.prompt.labels
-    examples, targets = D.label_ids(D.read_examples(setup.files.test, "text", None, "label"),
-                                    labels)
-    data = P.encode(examples, tokenizer, classifier.prompt, targets, setup.cfg.max_length)
+    examples, targets = D.label_ids(D.read_examples(test, "text", None, "label"), labels)
+    data = P.encode(examples, tokenizer, classifier.prompt, targets, max_length)
     return inference.evaluate_encoded(classifier, data, labels)
 
 
@@ -236,5 +250,6 @@ def format_table(rows: list[dict[str, Any]], counts: list[int]) -> str:
             cells.append("-" if r is None else f"{100 * r['mean']:.1f}"
                          + ("" if r["sd"] is None else f" ± {100 * r['sd']:.1f}")
                          + f" ({r['seconds']:.0f} s)")
-        lines.append(f"| {NAMES[system]} | " + " | ".join(cells) + " |")
+        name = next(r["name"] for r in summary if r["system"] == system)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -300,7 +300,8 @@ def write_curve(args: argparse.Namespace, setup: object, rows: list[dict], count
     from minitf.recipes.demo_zh_rows import format_table, summarise
 
     cfg, bert = setup.cfg, setup.pretraining
-    model = (f"`{args.model}` (given with --model)" if args.model else
+    model = (f"`{args.model}` (given with --model; “pre-trained here” in the table means this "
+             "model)" if args.model else
              f"pre-trained here: {cfg.config} shape, {bert['steps']} steps in "
              f"{bert['minutes']:.1f} min (budget {cfg.pretrain_minutes:g} min), the demo's "
              "recipe (minitf/recipes/demo_zh.py)")
@@ -325,8 +326,8 @@ def write_curve(args: argparse.Namespace, setup: object, rows: list[dict], count
     ]
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     out = RESULTS / f"pretrain-curve-{date}-cpu.md"
-    out.write_text(header("Does pre-training pay? Chinese reviews, 3-seed learning curve (CPU)",
-                          notes) + "\n")
+    out.write_text(header(f"Does pre-training pay? Chinese reviews, {args.seeds}-seed learning "
+                          "curve (CPU)", notes) + "\n")
     out.with_suffix(".json").write_text(json.dumps(
         {"command": "python " + " ".join(sys.argv), "pretraining": bert,
          "summary": summarise(rows), "rows": rows}, indent=1, ensure_ascii=False) + "\n")

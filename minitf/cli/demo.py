@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", default="en", choices=("en", "zh"),
                         help="zh: pre-train a Chinese BERT, then fine-tune it "
                         "(minitf/recipes/demo_zh.py; --output default demo-zh)")
+    O.TASK.but(choices=("classify", "segment"), resume=False,
+               help="segment: Chinese word segmentation and POS tagging on People's Daily "
+               "next to jieba and snownlp (minitf/recipes/demo_seg.py, `make demo-seg`; "
+               "--output default demo-seg; --pretrain-minutes applies)").add_to(parser)
     zh = parser.add_argument_group("--lang zh (minitf/recipes/demo_zh.py, docs/zh.md)")
     zh.add_argument("--pretrain-minutes", type=float,
                     help="pre-training budget (default: 5, DemoZhConfig's)")
@@ -45,6 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "segment":
+        from minitf.recipes.demo_seg import DemoSegConfig, demo_seg
+        output = "demo-seg" if args.output == DEFAULT_OUTPUT else args.output
+        others = [f"--{k}" for k in ZH_ONLY if k != "pretrain_minutes" and getattr(args, k)]
+        if others:
+            raise MinitfError(f"{', '.join(others)}: not with --task segment")
+        minutes = {} if args.pretrain_minutes is None else {"pretrain_minutes":
+                                                           args.pretrain_minutes}
+        demo_seg(DemoSegConfig(output=output, **minutes))
+        return 0
     if args.lang == "zh":
         from minitf.recipes.demo_zh import DemoZhConfig, demo_zh
         output = "demo-zh" if args.output == DEFAULT_OUTPUT else args.output

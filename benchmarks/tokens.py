@@ -1,7 +1,7 @@
 """Chinese word segmentation on People's Daily: minitf next to its peers, one split, one run.
 
-    python benchmarks/tokens.py [--epochs 2] [--train-paragraphs N] [--hidden 128 --layers 2]
-                                [--model DIR] [--pkuseg] [--snownlp-paragraphs N]
+    python benchmarks/tokens.py [--pretrain-minutes 3] [--epochs 1] [--train-paragraphs N]
+                                [--scratch] [--model DIR] [--pkuseg] [--snownlp-paragraphs N]
 
 Data: minitf.data.corpora.prepare_pd (seed 0; 80/10/10 by distinct paragraph). Every system
 learns from the training paragraphs only, and is scored on the test paragraphs with SIGHAN's
@@ -17,10 +17,12 @@ process, after a warm-up, on this machine in this run. train_s: the training tim
     pkuseg     (--pkuseg; slow: ~45 min) its CRF retrained with pkuseg.train for
                --pkuseg-iterations on train.words (validation.words as its dev file), cut with
                no dictionary (user_dict=None)
-    minitf     BertForTokenClassification fine-tuned with `minitf finetune --task segment`:
-               trained here from scratch (a character vocabulary from the training text, no
-               pre-training), or --model DIR: an already fine-tuned segmenter (e.g. pre-trained,
-               then fine-tuned on train.words of the same split); scored at fp32, bf16 (marked
+    minitf     BertForTokenClassification fine-tuned with `minitf finetune --task segment`, by
+               `make demo-seg`'s recipe (minitf/recipes/demo_seg.py: a character vocabulary,
+               --pretrain-minutes of masked-LM pre-training on the training paragraphs + the
+               training reviews, --epochs of fine-tuning on --train-paragraphs) and, with
+               --scratch, the same without pre-training; or --model DIR: an already fine-tuned
+               segmenter (of the same split); each scored at fp32, bf16 (marked
                "emulated" where the CPU lacks fast bf16 instructions:
                minitf.model.precision.cpu_capability) and int8 (dynamic quantisation of the
                linears, minitf.model.precision.quantize_int8): `--precision` of `minitf segment`
@@ -29,13 +31,12 @@ process, after a warm-up, on this machine in this run. train_s: the training tim
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -45,16 +46,11 @@ from common import machine_header  # noqa: E402
 
 from minitf.data import tokens as T  # noqa: E402
 from minitf.data.corpora import prepare_pd  # noqa: E402
-from minitf.model.bert import BertForTokenClassification, BertModel  # noqa: E402
-from minitf.model.config import BertConfig  # noqa: E402
+from minitf.model.bert import BertForTokenClassification  # noqa: E402
 from minitf.model.precision import apply_precision, cpu_capability  # noqa: E402
-from minitf.recipes.finetune import FinetuneConfig, finetune  # noqa: E402
 from minitf.tasks import segmenters as S  # noqa: E402
 from minitf.tasks.tokens import TokenTagger  # noqa: E402
 from minitf.tokenizers.wordpiece import load_tokenizer  # noqa: E402
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-Segmenter = Callable[[list[str]], list[list[str]]]
 
 
 def score(name: str, segment: S.Segmenter, test: tuple, train_s: float | None = None) -> dict:
@@ -106,23 +102,33 @@ def pkuseg_row(data: Path, work: Path, test: tuple, iterations: int) -> list[dic
 # ---------------------------------------------------------------------------------------------
 
 
-def train_minitf(data: Path, work: Path, args: argparse.Namespace) -> Path:
-    counts = collections.Counter((data / "train.words").read_text(encoding="utf-8"))
-    chars = sorted(c for c in counts if not c.isspace())
-    model = work / "init"
-    model.mkdir(parents=True)
-    (model / "vocab.txt").write_text("\n".join(SPECIALS + chars) + "\n", encoding="utf-8")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(SPECIALS) + len(chars), hidden_size=args.hidden,
-                         num_hidden_layers=args.layers, num_attention_heads=args.hidden // 32,
-                         intermediate_size=4 * args.hidden, max_position_embeddings=128)
-              ).save_pretrained(model)
-    finetune(FinetuneConfig(task="segment", train=str(data / "train.words"),
-                            validation=str(data / "validation.words"), model=str(model),
-                            output=str(work / "seg"), epochs=args.epochs, batch_size=32,
-                            lr=args.lr, max_length=128, progress="log",
-                            max_train_samples=args.train_paragraphs))
-    return work / "seg" / "best"
+def train_minitf(data: Path, work: Path, args: argparse.Namespace) -> list[tuple[str, Path, float]]:
+    """`make demo-seg`'s recipe (minitf/recipes/demo_seg.py) with this run's budgets: the
+    character tokenizer and --pretrain-minutes of pre-training on the training paragraphs +
+    reviews, then --epochs of `finetune --task segment`; and with --scratch the same from the
+    initialisation (`pretrain --max-steps 0`). (name, directory, training seconds) each."""
+    from minitf.data.corpora import prepare_zh
+    from minitf.recipes.demo_seg import DemoSegConfig, finetune_characters, pretrain_characters
+    from minitf.recipes.demo_zh import Timer
+
+    say = Timer(time.perf_counter())
+    cfg = DemoSegConfig(pretrain_minutes=args.pretrain_minutes, epochs=args.epochs,
+                        segment_paragraphs=args.train_paragraphs)
+    text = prepare_zh(work / "zh", seed=0).pretrain
+    models = []
+    for minutes in ([args.pretrain_minutes] if args.pretrain_minutes else []) + \
+            ([0.0] if args.scratch else []):
+        folder = work / f"pretrained-{minutes:g}min"
+        started = time.perf_counter()
+        bert, steps = pretrain_characters(
+            replace(cfg, pretrain_minutes=minutes, pretrain_steps=None if minutes else 0),
+            text, folder, say)
+        pretrain_s = time.perf_counter() - started
+        best, seconds = finetune_characters(cfg, "segment", bert, data, folder, say)
+        name = (f"{cfg.config} 4 heads, {steps} pre-training steps ({minutes:g} min)"
+                if minutes else f"{cfg.config} 4 heads, no pre-training")
+        models.append((f"{name}, {args.epochs} epoch(s)", best, seconds + pretrain_s))
+    return models
 
 
 def minitf_rows(directory: Path, name: str, test: tuple, train_s: float | None) -> list[dict]:
@@ -157,10 +163,8 @@ def main() -> None:
     if args.model:
         rows += minitf_rows(Path(args.model), f"--model {args.model}", test, None)
     else:
-        started = time.perf_counter()
-        best = train_minitf(data, work, args)
-        rows += minitf_rows(best, f"{args.layers}×{args.hidden}, no pre-training", test,
-                            time.perf_counter() - started)
+        for name, best, seconds in train_minitf(data, work, args):
+            rows += minitf_rows(best, name, test, seconds)
     print(json.dumps({"machine": machine_header(), "args": vars(args), "rows": rows},
                      ensure_ascii=False, indent=1))
     print("\n| system | word F1 | P | R | OOV recall | IV recall | chars/s | train s |\n"
@@ -174,11 +178,13 @@ def main() -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-paragraphs", type=int, default=None)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs")
+    parser.add_argument("--train-paragraphs", type=int, default=None,
+                        help="fine-tune on a seeded sample of N training paragraphs")
+    parser.add_argument("--pretrain-minutes", type=float, default=3.0,
+                        help="pre-training budget (0: none)")
+    parser.add_argument("--scratch", action="store_true",
+                        help="also fine-tune the same model from its initialisation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default=None,
                         help="score this fine-tuned minitf segmenter instead of training one")

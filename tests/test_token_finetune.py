@@ -69,6 +69,12 @@ def test_segment_learns_the_toy_lexicon_and_segment_command_rebuilds_lines(corpu
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     model = BertForTokenClassification.from_pretrained(tmp_path / "seg" / "best")
     assert sorted(model.config.id2label.values()) == ["B", "E", "M", "S"]
+    # the windows it trained on are what it predicts in, unless told otherwise
+    settings = json.loads((tmp_path / "seg" / "best" / "tokenizer_config.json").read_text())
+    assert settings["model_max_length"] == 16
+    from minitf.tasks.tokens import TokenTagger
+    assert TokenTagger.from_pretrained(tmp_path / "seg" / "best").max_length == 16
+    assert TokenTagger.from_pretrained(tmp_path / "seg" / "best", max_length=40).max_length == 40
     lines = ["中国人民的北京大学改革开放新世纪的发展" * 3, "", "我们 和x中国"]
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert main(["segment", "--model", str(tmp_path / "seg" / "best"), "--data",

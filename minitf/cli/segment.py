@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     O.add_options(parser, [
         O.MODEL.but(default=None, required=True, help="a fine-tuned token model directory"),
         O.DATA.but(help="a text file: one text per line"), O.ENCODING,
-        O.MAX_LENGTH, O.BATCH_SIZE.but(default=64, help="windows per forward pass"),
+        O.MAX_LENGTH.but(default=None, type=int, help="tokens per window (default: the "
+                         "windows the model was fine-tuned on, tokenizer_config.json's "
+                         "model_max_length)"),
+        O.BATCH_SIZE.but(default=64, help="windows per forward pass"),
         O.DEVICE, O.PRECISION, O.JSON.but(help="one JSON object per line, with offsets"),
         O.OUTPUT.but(required=False, help="write here instead of stdout"),
         O.OVERWRITE.but(help="replace --output if it exists")])

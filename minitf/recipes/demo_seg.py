@@ -59,6 +59,7 @@ class DemoSegConfig:
     segment_paragraphs: int | None = 8000   # training paragraphs for segmentation (None: all
     tag_paragraphs: int | None = 5000       # 15,195); fewer for tagging (86 labels)
     test_paragraphs: int = 600              # the test paragraphs every system is scored on
+    peers: tuple[str, ...] = ("fmm", "jieba", "snownlp")    # those installed are compared
     seed: int = 0
 
 
@@ -93,7 +94,7 @@ def _demo_seg(cfg: DemoSegConfig, out: Path) -> list[dict[str, Any]]:
                  "oov_recall": tagged["oov_recall"], "iv_recall": tagged["iv_recall"],
                  "tag_accuracy": tagged["tag_accuracy"], "joint_f1": tagged["joint_f1"],
                  "train_seconds": tag_seconds})
-    peers = peer_segmenters(train, out, say)
+    peers = peer_segmenters(cfg.peers, train, out, say)
     rows += [S.score_segmenter(name, segment, test, lexicon, trained)
              for name, (segment, trained) in peers.items()]
     report = format_report(cfg, rows, test, steps)
@@ -120,7 +121,8 @@ def pretrain_characters(cfg: DemoSegConfig, text: Path, out: Path, say: Timer
               else {"time_budget": cfg.pretrain_minutes})
     result = pretrain(PretrainConfig(
         train=[str(text)], output=str(out / "bert"), tokenizer=str(out / "tokenizer"),
-        config=cfg.config, heads=cfg.heads, position_init="sinusoid", dropout=0.0, max_length=cfg.max_length,
+        config=cfg.config, heads=cfg.heads, position_init="sinusoid", dropout=0.0,
+        max_length=cfg.max_length,
         batch_size=2 * cfg.batch_size, lr=cfg.pretrain_lr, seed=cfg.seed, max_eval_blocks=64,
         progress="log", overwrite=True, **budget))
     say(f"pre-trained {result.total_steps} steps in {result.train_seconds / 60:.1f} min, "
@@ -155,19 +157,22 @@ def read_like(path: Path, fmt: str, sample: T.Sentences) -> T.Sentences:
     return T.Sentences([by_text[s.text] for s in sample.items], fmt, str(path), read.labels)
 
 
-def peer_segmenters(train: T.Sentences, out: Path, say: Timer
+def peer_segmenters(names: tuple[str, ...], train: T.Sentences, out: Path, say: Timer
                     ) -> dict[str, tuple[S.Segmenter, float | None]]:
-    """The peers that are installed, each learning from the training words."""
-    peers: dict[str, tuple[S.Segmenter, float | None]] = {
-        "forward maximum matching (training words)": (S.fmm_segmenter(train), None)}
+    """The peers among `names` that are installed, each learning from the training words;
+    (segmenter, seconds of training) by row name."""
+    peers: dict[str, tuple[S.Segmenter, float | None]] = {}
+    if "fmm" in names:
+        peers["forward maximum matching (training words)"] = (S.fmm_segmenter(train), None)
     try:
-        for hmm in (False, True):
+        for hmm in (False, True) if "jieba" in names else ():
             peers[f"jieba (training words, HMM {'on' if hmm else 'off'})"] = (
                 S.jieba_segmenter(train, out, hmm), None)
     except ImportError:
         say("jieba is not installed: its rows are left out (pip install jieba)")
     try:
-        peers["snownlp (retrained)"] = S.snownlp_segmenter(train, out)
+        if "snownlp" in names:
+            peers["snownlp (retrained)"] = S.snownlp_segmenter(train, out)
     except ImportError:
         say("snownlp is not installed: its row is left out")
     return peers

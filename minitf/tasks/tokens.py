@@ -57,10 +57,14 @@ class TokenTagger:
     """A token-classification model and its tokenizer, predicting in windows."""
 
     def __init__(self, model: BertForTokenClassification, tokenizer: Any,
-                 max_length: int = 128, batch_size: int = 64, overlap: int = 32,
+                 max_length: int | None = None, batch_size: int = 64, overlap: int = 32,
                  device: torch.device | str = "cpu",
                  autocast: Callable[[], AbstractContextManager] = nullcontext):
-        """autocast: the context each forward runs in (Precision.autocast for bf16)."""
+        """max_length: tokens per window, [CLS] and [SEP] included (None: the tokenizer's
+        model_max_length, which `finetune --task` sets to the windows it trained on: a model
+        never trained past position 32 should not be asked about position 100); autocast:
+        the context each forward runs in (Precision.autocast for bf16)."""
+        max_length = max_length or tokenizer.model_max_length
         self.model, self.tokenizer, self.autocast = model.eval(), tokenizer, autocast
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length = min(max_length, model.config.max_position_embeddings)

@@ -45,7 +45,7 @@ EXAMPLES = 3
 @dataclass
 class DemoSegConfig:
     output: str = DEFAULT_OUTPUT
-    pretrain_minutes: float = 3.0
+    pretrain_minutes: float = 2.0
     pretrain_steps: int | None = None   # instead of the minutes (tests)
     config: str = "tiny"                # 2 layers × 128 hidden
     heads: int = 4                      # tiny's 2 heads segmented worse (docs/zh.md)
@@ -56,8 +56,8 @@ class DemoSegConfig:
     finetune_lr: float = 4e-3
     batch_size: int = 16
     epochs: int = 1
-    segment_paragraphs: int | None = 8000   # training paragraphs for segmentation (None: all
-    tag_paragraphs: int | None = 5000       # 15,195); fewer for tagging (86 labels)
+    segment_paragraphs: int | None = None   # training paragraphs for segmentation (None: all
+    tag_paragraphs: int | None = 8000       # 15,195); fewer for tagging (77 labels)
     test_paragraphs: int = 600              # the test paragraphs every system is scored on
     peers: tuple[str, ...] = ("fmm", "jieba", "snownlp")    # those installed are compared
     seed: int = 0

@@ -44,9 +44,10 @@ import torch
 from minitf.data import mlm
 from minitf.errors import MinitfError
 from minitf.io import staged_files
-from minitf.model.bert import BertForMaskedLM, num_parameters, sinusoid_positions_
+from minitf.model.bert import BertForMaskedLM, num_parameters
 from minitf.model.config import SHAPES, BertConfig
 from minitf.model.electra import Electra
+from minitf.model.init import sinusoid_positions_
 from minitf.model.precision import pick_device
 from minitf.model.weights import model_files
 from minitf.recipes import options as O

@@ -133,7 +133,7 @@ class RunFolder:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             raise MinitfError(f"cannot write {path} ({exc.strerror}); choose a writable "
-                              "--output") from None
+                              "output folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -84,9 +84,7 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     labels = splits["train"].labels
     label2id = {name: i for i, name in enumerate(labels)}
     windows = T.encode_windows(splits["train"].items, tokenizer, cfg.max_length, label2id)
-    # Saved in tokenizer_config.json: `minitf segment` / `tag` predict in windows of this size
-    # unless told otherwise (positions beyond it were never trained).
-    tokenizer.model_max_length = cfg.max_length
+    tokenizer.model_max_length = cfg.max_length  # saved: predictions use the trained windows
     progress.say(f"train: {len(windows)} windows of at most {cfg.max_length} tokens")
 
     # 2. Model: frozen prefix (+ its cache) or adapters.

@@ -242,6 +242,11 @@ class Window:
     heads: list[int]       # index in input_ids of each covered position's first piece
     labels: list[int]      # a label id per input id, IGNORE where none
 
+    @property
+    def labelled(self) -> int:
+        """How many positions carry a label (those the loss is over)."""
+        return sum(label != IGNORE for label in self.labels)
+
 
 def unit_pieces(tokenizer: Any, units: Sequence[str], cache: dict[str, list[int]]
                 ) -> list[list[int]]:

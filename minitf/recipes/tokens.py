@@ -249,10 +249,10 @@ def _loss(windows: list[T.Window], tokenizer: Any, plan: FreezePlan, cache: Pref
             mask[r, :len(w.input_ids)] = 1
         batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
         logits = classifier_logits(model, batch, plan, cache, shard.rows)  # frozen: from cache
-        labels = labels.to(device)
-        # Mean over this shard's labelled positions, scaled to a sum over rows for Shard.mean.
-        per_token = token_classification_loss(logits.float(), labels)
-        return shard.mean(per_token * len(rows))
+        # The mean over the global batch's labelled positions, exact under torchrun too: this
+        # rank's sum, over the count of every rank's (known from the windows).
+        total = token_classification_loss(logits.float(), labels.to(device), reduction="sum")
+        return shard.mean(total, sum(windows[i].labelled for i in shard.batch or shard.rows))
     return loss
 
 

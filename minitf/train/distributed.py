@@ -64,14 +64,18 @@ class Shard:
     world: int         # W
     weight: float = 1.0  # 0 for a stand-in row on a rank that got no rows
     epoch: int = 0       # the epoch the batch belongs to (e.g. to seed its masks)
+    batch: Sequence[int] = ()   # the global batch's rows (every rank's)
 
-    def mean(self, total: torch.Tensor) -> torch.Tensor:
+    def mean(self, total: torch.Tensor, count: int | None = None) -> torch.Tensor:
         """The loss to backpropagate from `total`, the sum of this rank's per-row losses: the
         mean over the global batch once DDP has averaged the W ranks' gradients (see the
-        module docstring). On one process simply total / L."""
+        module docstring). On one process simply total / L. `count`: what the mean is over
+        when not the L rows (e.g. the labelled positions of the global batch, for a loss
+        summed over positions)."""
+        count = self.global_size if count is None else max(count, 1)
         if self.world == 1:
-            return total / self.global_size
-        return total * (self.weight * self.world / self.global_size)
+            return total / count
+        return total * (self.weight * self.world / count)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Shard.mean of the classification (or regression) loss of these rows."""
@@ -133,8 +137,9 @@ class Context:
         lengths). A rank left without rows gets the batch's first row with weight 0."""
         rows = list(batch[self.rank::self.world])
         if not rows:
-            return Shard([batch[0]], len(batch), self.world, weight=0.0, epoch=epoch)
-        return Shard(rows, len(batch), self.world, epoch=epoch)
+            return Shard([batch[0]], len(batch), self.world, weight=0.0, epoch=epoch,
+                         batch=batch)
+        return Shard(rows, len(batch), self.world, epoch=epoch, batch=batch)
 
     def mean_loss(self, loss: torch.Tensor) -> float:
         """The global batch's mean loss, the same on every rank (so that every rank sees a NaN

@@ -101,9 +101,11 @@ def pretrain_variant(name: str, args: argparse.Namespace, text: dict[str, Path],
         max_length=128, max_eval_blocks=128, overwrite=True, progress="log", seed=0,
         **budget, **options))
     final = result.final or {}
+    done = max((r.get("step", 0) for r in result.history), default=0)
     cells[f"pretrain {name}"] = {
-        "steps": result.total_steps, "train_seconds": result.train_seconds,
-        "seconds_per_step": result.train_seconds / max(result.total_steps, 1),
+        "steps": done, "steps_planned": result.total_steps,
+        "train_seconds": result.train_seconds,
+        "seconds_per_step": result.train_seconds / max(done, 1),
         "cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - started,
         "load_average_start": load, "load_average_end": os.getloadavg()[0],
         "held_out": {k: v for k, v in final.items() if isinstance(v, (int, float))}}
@@ -204,7 +206,22 @@ def row(cells: dict, name: str) -> list[str]:
             f"{info['wall_seconds']:.0f} + {secs:.0f}"]
 
 
+def steps_done(cells: dict, work: Path) -> None:
+    """Cells written before "steps_planned" was kept hold the planned steps as "steps": the
+    steps done are those of the last record in the model's metrics.jsonl (a time budget stops
+    early when the machine is slower than the plan measured)."""
+    for name in VARIANTS:
+        info, metrics = cells.get(f"pretrain {name}"), work / f"model-{name}" / "metrics.jsonl"
+        if info is None or "steps_planned" in info or not metrics.is_file():
+            continue
+        records = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        info["steps_planned"] = info["steps"]
+        info["steps"] = max((r.get("step", 0) for r in records), default=0)
+        info["seconds_per_step"] = info["train_seconds"] / max(info["steps"], 1)
+
+
 def write(cells: dict, args: argparse.Namespace) -> Path:
+    steps_done(cells, Path(args.work))
     names = [n for n in VARIANTS if n != "none"] + ["none"]
     rows = [row(cells, n) for n in names]
     rows.append(["TF-IDF char 1-3-grams + logistic regression", "-", "-", "-", "-",

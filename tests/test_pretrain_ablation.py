@@ -38,3 +38,15 @@ def test_row_means_the_seeds_measured_and_marks_the_rest():
     assert row[8] == "330 + 60"
     assert bench.row(cells, "B")[1] == "not run"
     assert bench.mean_and_each([]) == "not run"
+
+
+def test_steps_done_come_from_the_models_metrics_when_a_budget_stopped_early(tmp_path):
+    (tmp_path / "model-A").mkdir()
+    (tmp_path / "model-A" / "metrics.jsonl").write_text(
+        '{"type": "eval", "step": 55}\n{"type": "eval", "step": 515}\n')
+    cells = {"pretrain A": {"steps": 551, "train_seconds": 515.0},
+             "pretrain B": {"steps": 10, "steps_planned": 12, "train_seconds": 5.0}}
+    bench.steps_done(cells, tmp_path)
+    assert cells["pretrain A"]["steps"] == 515 and cells["pretrain A"]["steps_planned"] == 551
+    assert cells["pretrain A"]["seconds_per_step"] == 1.0
+    assert cells["pretrain B"]["steps"] == 10  # recorded as done already: left alone

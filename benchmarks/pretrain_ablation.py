@@ -93,7 +93,9 @@ def pretrain_variant(name: str, args: argparse.Namespace, text: dict[str, Path],
         return out
     options = dict(VARIANTS[name][1])
     train = text["upweighted"] if options.pop("upweight", None) else text["train"]
-    budget = {} if "max_steps" in options else {"time_budget": args.minutes}
+    steps = args.variant_steps.get(name, args.steps)
+    budget = ({} if "max_steps" in options else {"max_steps": steps} if steps
+              else {"time_budget": args.minutes})
     load, cpu, started = os.getloadavg()[0], time.process_time(), time.perf_counter()
     result = pretrain(PretrainConfig(
         train=[str(train)], validation=str(text["held_out"]), tokenizer=str(tokenizer),
@@ -111,6 +113,28 @@ def pretrain_variant(name: str, args: argparse.Namespace, text: dict[str, Path],
         "held_out": {k: v for k, v in final.items() if isinstance(v, (int, float))}}
     print(f"{now()} pre-trained {name}: {cells[f'pretrain {name}']}", flush=True)
     return out
+
+
+def calibrate(args: argparse.Namespace, text: dict[str, Path], tokenizer: Path) -> dict:
+    """Seconds per training step of each variant in the same conditions: --calibrate steps of
+    each, the variants alternating twice, evaluation on 8 blocks only; medians."""
+    from minitf.recipes.pretrain import PretrainConfig, pretrain
+
+    runs: dict[str, list[float]] = {}
+    for name in [*args.variants, *args.variants]:
+        options = {k: v for k, v in VARIANTS[name][1].items() if k != "upweight"}
+        if "max_steps" in options:
+            continue
+        result = pretrain(PretrainConfig(
+            train=[str(text["train"])], validation=str(text["held_out"]),
+            tokenizer=str(tokenizer), output=str(Path(args.work) / f"calibrate-{name}"),
+            config="tiny", init_std=0.1, dropout=0.0, lr=1e-3, batch_size=32, max_length=128,
+            max_eval_blocks=8, eval_every=10**6, overwrite=True, progress="off", seed=0,
+            max_steps=args.calibrate, **options))
+        runs.setdefault(name, []).append(result.train_seconds / args.calibrate)
+        print(f"{now()} calibrate {name}: {runs[name][-1]:.3f} s/step "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    return {name: statistics.median(times) for name, times in runs.items()}
 
 
 def finetune_cell(model: Path, subset: Path, data: Path, out: Path, count: str, seed: int,
@@ -153,6 +177,10 @@ def run(args: argparse.Namespace) -> Path:
             cells[f"tfidf {count} {seed}"] = {
                 "accuracy": tfidf_accuracy(texts, labels, data / "test.csv")}
     save()
+    if args.calibrate:
+        cells["calibration"] = calibrate(args, text, tokenizer)
+        save()
+        return store
     for name in args.variants:
         if args.stop_after and now()[:5] >= args.stop_after and f"pretrain {name}" not in cells:
             print(f"{now()} past --stop-after {args.stop_after}: {name} not started", flush=True)
@@ -192,7 +220,7 @@ def mean_and_each(values: list[float]) -> str:
 def row(cells: dict, name: str) -> list[str]:
     info = cells.get(f"pretrain {name}")
     if info is None:
-        return [VARIANTS[name][0], "not run", "-", "-", "-", "-", "-", "-"]
+        return [VARIANTS[name][0], "not run", *["-"] * 8]
     held = info["held_out"]
     mlm = (f"{held['accuracy']:.3f} ({held['most_frequent_token_accuracy']:.3f})"
            if "accuracy" in held else "-")
@@ -201,9 +229,27 @@ def row(cells: dict, name: str) -> list[str]:
     secs = sum(v["seconds"] for k, v in cells.items() if k.startswith(f"head {name} "))
     return [VARIANTS[name][0], str(info["steps"]),
             f"{info['seconds_per_step']:.3f}" if info["steps"] else "-",
+            f"{info['cpu_seconds']:.0f}",
             f"{info['load_average_start']:.1f} → {info['load_average_end']:.1f}", mlm,
             head("500"), head("2000"), mean_and_each(prompt) if prompt else "-",
             f"{info['wall_seconds']:.0f} + {secs:.0f}"]
+
+
+def budget_note(cells: dict, args: argparse.Namespace) -> str:
+    """How the budgets were made equal: fixed steps from the calibration, or a wall budget."""
+    if not (args.steps or args.variant_steps):
+        return (f"The same wall budget for each variant (`--time-budget {args.minutes:g}`): on "
+                "this shared machine it buys fewer steps when the load is high.")
+    timed = cells.get("calibration", {})
+    steps = ", ".join(f"{n} {s}" for n, s in args.variant_steps.items())
+    return (f"Fixed steps (`--max-steps`): {args.steps} for the masked-LM variants, {steps}: "
+            "fewer steps where a step costs more, so that each variant gets about the same CPU "
+            "work. The cost of a step was timed just before, in the same conditions (`--calibrate"
+            " 30`: 30 steps of each variant, the variants alternating twice, medians): "
+            + ", ".join(f"{n} {t:.3f} s/step" for n, t in timed.items())
+            + ". The load rose during that timing, so the ratios are rough; the CPU seconds each"
+            " pre-training run actually received (one thread; setup and evaluation included) "
+            "are in the table.")
 
 
 def steps_done(cells: dict, work: Path) -> None:
@@ -224,18 +270,17 @@ def write(cells: dict, args: argparse.Namespace) -> Path:
     steps_done(cells, Path(args.work))
     names = [n for n in VARIANTS if n != "none"] + ["none"]
     rows = [row(cells, n) for n in names]
-    rows.append(["TF-IDF char 1-3-grams + logistic regression", "-", "-", "-", "-",
+    rows.append(["TF-IDF char 1-3-grams + logistic regression", *["-"] * 5,
                  mean_and_each(accuracies(cells, "tfidf", count="500")),
                  mean_and_each(accuracies(cells, "tfidf", count="2000")), "-", "-"])
     notes = [
-        f"Pre-training: `minitf pretrain --config tiny --dropout 0 --batch-size 32 --max-length "
-        f"128 --lr 1e-3 --init-std 0.1 --time-budget {args.minutes:g}` (the same wall budget "
-        "for each variant, one thread, `nice -n 10`) on People's Daily + the training reviews "
-        f"(minitf.data.corpora.prepare_zh, seed 0) less {HELD_OUT:.0%} of the lines held out "
-        "(the same held-out lines for every variant); SentencePiece unigram 8,000 pieces. "
-        "The machine is shared: a wall budget buys fewer steps when the load is high, so the "
-        "steps, seconds per step and the 1-minute load average at the start and end of each "
-        "pre-training are in the table.",
+        "Pre-training: `minitf pretrain --config tiny --dropout 0 --batch-size 32 --max-length "
+        "128 --lr 1e-3 --init-std 0.1` + the variant's change, one thread, `nice -n 10`, on "
+        "People's Daily + the training reviews (minitf.data.corpora.prepare_zh, seed 0) less "
+        f"{HELD_OUT:.0%} of the lines held out (the same held-out lines for every variant); "
+        "SentencePiece unigram 8,000 pieces. " + budget_note(cells, args) + " The machine "
+        "(2 cores) is shared with other engineers' jobs: seconds per step and the 1-minute load "
+        "average at the start and end of each pre-training are in the table.",
         "Held-out MLM accuracy: masked-token accuracy on 128 held-out blocks at the end, "
         "(in brackets) that of always predicting the most frequent token; for ELECTRA its "
         "generator's. Fine-tuning: the classifier head (fresh pooler + linear on [CLS]), all "
@@ -245,7 +290,8 @@ def write(cells: dict, args: argparse.Namespace) -> Path:
         "each; 2,000: the first 2,000 of order 0. Prompt: `{text}总之很[MASK]。`, 1=好,0=差, "
         "through the MLM head (not for ELECTRA, whose fine-tuned directory has none). "
         "Seconds: pre-training run (setup included) + the head fine-tunes.",
-        markdown_table(["variant", "steps", "s/step", "load start → end", "held-out MLM acc",
+        markdown_table(["variant", "steps", "s/step", "CPU s", "load start → end",
+                        "held-out MLM acc",
                         "head 500 (mean (each))", "head 2000", "prompt 500", "seconds"], rows),
         "Raw cells (CPU seconds, every held-out metric, per-cell load averages): the .json "
         "next to this file.",
@@ -264,6 +310,12 @@ def main() -> None:
                         help="data, tokenizer, models and cells.json, kept between runs")
     parser.add_argument("--minutes", type=float, default=5.0, help="pre-training wall budget")
     parser.add_argument("--variants", default="A,C,D,none,B,E")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="fixed pre-training steps of the masked-LM variants (0: --minutes)")
+    parser.add_argument("--variant-steps", default="", metavar="NAME=N,...",
+                        help="other steps for some variants (a costlier step: fewer of them)")
+    parser.add_argument("--calibrate", type=int, default=0,
+                        help="only time N steps of each of --variants (s/step into cells.json)")
     parser.add_argument("--prompt-variants", default="", help="add the prompt at 500 labels")
     parser.add_argument("--stop-after", default="", help="HH:MM UTC: start no variant later")
     parser.add_argument("--write-only", action="store_true", help="the table from cells.json")
@@ -272,6 +324,8 @@ def main() -> None:
     args = parser.parse_args()
     args.variants = [v for v in args.variants.split(",") if v]
     args.prompt_variants = [v for v in args.prompt_variants.split(",") if v]
+    args.variant_steps = {k: int(n) for k, n in (x.split("=") for x in
+                                                 args.variant_steps.split(",") if x)}
     unknown = [v for v in args.variants + args.prompt_variants if v not in VARIANTS]
     if unknown or "D" in args.prompt_variants:
         parser.error(f"unknown variant(s) {unknown} (or D with a prompt); "

@@ -26,16 +26,16 @@ def test_split_text_holds_out_the_same_lines_and_repeats_only_training_reviews(t
 
 def test_row_means_the_seeds_measured_and_marks_the_rest():
     cells = {"pretrain A": {"steps": 100, "seconds_per_step": 0.5, "load_average_start": 2.0,
-                            "load_average_end": 3.0, "wall_seconds": 330.0,
+                            "load_average_end": 3.0, "wall_seconds": 330.0, "cpu_seconds": 250.0,
                             "held_out": {"accuracy": 0.2, "most_frequent_token_accuracy": 0.06}},
              "head A 500 0": {"accuracy": 0.60, "seconds": 10.0},
              "head A 500 1": {"accuracy": 0.70, "seconds": 20.0},
              "head A 2000 0": {"accuracy": 0.75, "seconds": 30.0}}
     row = bench.row(cells, "A")
-    assert row[1:3] == ["100", "0.500"]
-    assert row[4] == "0.200 (0.060)"
-    assert row[5] == "65.0 (60.0 / 70.0)" and row[6] == "75.0" and row[7] == "-"
-    assert row[8] == "330 + 60"
+    assert row[1:5] == ["100", "0.500", "250", "2.0 → 3.0"]
+    assert row[5] == "0.200 (0.060)"
+    assert row[6] == "65.0 (60.0 / 70.0)" and row[7] == "75.0" and row[8] == "-"
+    assert row[9] == "330 + 60"
     assert bench.row(cells, "B")[1] == "not run"
     assert bench.mean_and_each([]) == "not run"
 

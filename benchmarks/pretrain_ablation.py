@@ -53,7 +53,7 @@ VARIANTS = {
     "E": ("E: A + training reviews 3x in the text", {"upweight": 3}),
     "none": ("no pre-training (--max-steps 0)", {"max_steps": 0}),
 }
-CELLS = (("500", 0), ("500", 1), ("2000", 0))  # (labels, seed of the order and fine-tuning)
+SEEDS = {"500": "0,1", "2000": "0"}  # seeds of the label order (and fine-tuning) per count
 EPOCHS = {"500": 10, "2000": 5}                 # as prompt_vs_head.py and pretrain.py curve
 HELD_OUT = 0.05                                 # of the pre-training lines, the same for all
 PROMPT = ("{text}总之很[MASK]。", "1=好,0=差")
@@ -167,11 +167,12 @@ def run(args: argparse.Namespace) -> Path:
                                 Timer(time.perf_counter()))
     text = split_text(data / "pretrain.txt", data / "train.csv", work)
     subsets = {}
-    for seed in (0, 1):
+    cells_todo = [(c, int(x)) for c in ("500", "2000") for x in args.seeds[c].split(",")]
+    for seed in sorted({x for _, x in cells_todo}):
         (work / f"labels-{seed}").mkdir(exist_ok=True)
         subsets[seed] = label_subsets(data / "train.csv", ["500", "2000"],
                                       work / f"labels-{seed}", seed)
-    for count, seed in CELLS:
+    for count, seed in cells_todo:
         if f"tfidf {count} {seed}" not in cells:
             _, texts, labels = subsets[seed][count]
             cells[f"tfidf {count} {seed}"] = {
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> Path:
         model = pretrain_variant(name, args, text, tokenizer, cells)
         save()
         prompt = name in args.prompt_variants
-        todo = [(c, s, False) for c, s in CELLS] + [(c, s, True) for c, s in CELLS
+        todo = [(c, s, False) for c, s in cells_todo] + [(c, s, True) for c, s in cells_todo
                                                      if prompt and c == "500"]
         for count, seed, with_prompt in todo:
             key = f"{'prompt' if with_prompt else 'head'} {name} {count} {seed}"
@@ -202,11 +203,17 @@ def run(args: argparse.Namespace) -> Path:
     return write(cells, args)
 
 
-def accuracies(cells: dict, prefix: str, cells_of: tuple = CELLS, count: str = "500"
-               ) -> list[float]:
-    """The test accuracies of the cells `prefix count seed` that were measured, seed order."""
-    return [cells[f"{prefix} {c} {s}"]["accuracy"] for c, s in cells_of
-            if c == count and f"{prefix} {c} {s}" in cells]
+def accuracies(cells: dict, prefix: str, count: str = "500") -> list[float]:
+    """The test accuracies of the cells `prefix count SEED` that were measured, seed order."""
+    seeds = sorted(int(k.rsplit(" ", 1)[1]) for k in cells
+                   if k.rsplit(" ", 1)[0] == f"{prefix} {count}")
+    return [cells[f"{prefix} {count} {s}"]["accuracy"] for s in seeds]
+
+
+def seeds_of(cells: dict, count: str) -> str:
+    """The seeds of the head cells at `count` labels, e.g. "0, 1"."""
+    return ", ".join(sorted({k.rsplit(" ", 1)[1] for k in cells
+                             if k.startswith("head ") and k.split()[2] == count}))
 
 
 def mean_and_each(values: list[float]) -> str:
@@ -285,9 +292,11 @@ def write(cells: dict, args: argparse.Namespace) -> Path:
         "(in brackets) that of always predicting the most frequent token; for ELECTRA its "
         "generator's. Fine-tuning: the classifier head (fresh pooler + linear on [CLS]), all "
         "layers, lr 5e-4, batch 32, 10 epochs (500 labels) / 5 (2,000), best epoch on "
-        "validation.csv, test accuracy (%) on test.csv (1,737 reviews). 500 labels: the first "
-        "500 of seeded orders 0 and 1 of train.csv (fine-tuning seed the same), the mean then "
-        "each; 2,000: the first 2,000 of order 0. Prompt: `{text}总之很[MASK]。`, 1=好,0=差, "
+        "validation.csv, test accuracy (%) on test.csv (1,737 reviews). N labels: the first N "
+        "of a seeded order of train.csv (benchmarks/pretrain.py's label_subsets; the "
+        "fine-tuning seed the same), the mean over the seeds then each in seed order; seeds "
+        "measured: " + ", ".join(f"{c} labels {seeds_of(cells, c)}" for c in ("500", "2000"))
+        + " (TF-IDF: the same rows). Prompt: `{text}总之很[MASK]。`, 1=好,0=差, "
         "through the MLM head (not for ELECTRA, whose fine-tuned directory has none). "
         "Seconds: pre-training run (setup included) + the head fine-tunes.",
         markdown_table(["variant", "steps", "s/step", "CPU s", "load start → end",
@@ -316,6 +325,9 @@ def main() -> None:
                         help="other steps for some variants (a costlier step: fewer of them)")
     parser.add_argument("--calibrate", type=int, default=0,
                         help="only time N steps of each of --variants (s/step into cells.json)")
+    parser.add_argument("--seeds-500", default=SEEDS["500"],
+                        help="seeded label orders fine-tuned at 500 labels")
+    parser.add_argument("--seeds-2000", default=SEEDS["2000"])
     parser.add_argument("--prompt-variants", default="", help="add the prompt at 500 labels")
     parser.add_argument("--stop-after", default="", help="HH:MM UTC: start no variant later")
     parser.add_argument("--write-only", action="store_true", help="the table from cells.json")
@@ -323,6 +335,7 @@ def main() -> None:
                         help="a paragraph added under the table")
     args = parser.parse_args()
     args.variants = [v for v in args.variants.split(",") if v]
+    args.seeds = {"500": args.seeds_500, "2000": args.seeds_2000}
     args.prompt_variants = [v for v in args.prompt_variants.split(",") if v]
     args.variant_steps = {k: int(n) for k, n in (x.split("=") for x in
                                                  args.variant_steps.split(",") if x)}

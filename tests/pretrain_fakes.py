@@ -41,3 +41,21 @@ def peoples_daily(limit: int | None = None) -> list[str]:
         if text:
             out.append(text)
     return out
+
+
+def tiny_files(root: Path) -> dict[str, Path]:
+    """A character tokenizer and a toy corpus under `root`, for tiny pre-training runs."""
+    return {"tok": char_tokenizer(root / "tok"), "corpus": tiny_corpus(root / "corpus.txt"),
+            "root": root}
+
+
+def tiny_pretrain_config(files: dict[str, Path], output: Path, **overrides):
+    """A PretrainConfig of a few seconds on tiny_files: 6 steps of a 1-layer, 32-wide BERT."""
+    from minitf.recipes.pretrain import PretrainConfig
+
+    settings = dict(train=[str(files["corpus"])], tokenizer=str(files["tok"]),
+                    output=str(output), layers=1, hidden=32, heads=2, intermediate=64,
+                    max_length=16, batch_size=8, max_steps=6, validation_fraction=0.1,
+                    eval_every=3, progress="off", lr=1e-3)
+    settings.update(overrides)
+    return PretrainConfig(**settings)

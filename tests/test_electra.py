@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from pretrain_fakes import char_tokenizer, tiny_corpus
+from pretrain_fakes import tiny_files, tiny_pretrain_config
 from safetensors.torch import load_file
 
 from minitf.errors import MinitfError
@@ -28,18 +28,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("electra")
-    return {"tok": char_tokenizer(root / "tok"), "corpus": tiny_corpus(root / "corpus.txt"),
-            "root": root}
+    return tiny_files(tmp_path_factory.mktemp("electra"))
 
 
 def tiny(files, output, **overrides) -> PretrainConfig:
-    settings = dict(train=[str(files["corpus"])], tokenizer=str(files["tok"]),
-                    output=str(output), layers=3, hidden=32, heads=2, intermediate=64,
-                    max_length=16, batch_size=8, max_steps=6, validation_fraction=0.1,
-                    eval_every=3, progress="off", lr=1e-3, objective="electra")
-    settings.update(overrides)
-    return PretrainConfig(**settings)
+    return tiny_pretrain_config(files, output, **{"layers": 3, "objective": "electra", **overrides})
 
 
 def tiny_config(**changes) -> BertConfig:

@@ -254,10 +254,20 @@ def curve_setup(args: argparse.Namespace, work: Path) -> object:
         initial = Path(args.initial) if args.initial else None
         return Setup(files, work, Path(args.model), initial,
                      {"steps": None, "minutes": None, "model": args.model}, recipe)
+    record = work / "pretraining.json"
+    if record.is_file() and (work / "bert-init" / "config.json").is_file():
+        done = json.loads(record.read_text())
+        if done["budget_minutes"] == args.pretrain_minutes:
+            print(f"reusing the model pre-trained by an earlier run: {work / 'bert'} "
+                  f"({done['steps']} steps; delete {record} to pre-train again)", flush=True)
+            return Setup(files, work, work / "bert", work / "bert-init", done, recipe)
     pretrained, _ = pretrain_pair(recipe, files, work, Timer(time.perf_counter()))
-    return Setup(files, work, work / "bert", work / "bert-init",
-                 {"steps": pretrained.total_steps, "minutes": pretrained.train_seconds / 60,
-                  "mlm": pretrained.final}, recipe)
+    done = {"steps": pretrained.total_steps, "minutes": pretrained.train_seconds / 60,
+            "mlm": pretrained.final, "budget_minutes": args.pretrain_minutes,
+            "torch_threads": torch.get_num_threads(),
+            "load_average": os.getloadavg()[0]}
+    record.write_text(json.dumps(done, indent=1))
+    return Setup(files, work, work / "bert", work / "bert-init", done, recipe)
 
 
 def curve(args: argparse.Namespace) -> Path:
@@ -287,12 +297,26 @@ def curve(args: argparse.Namespace) -> Path:
                 loads.append(os.getloadavg()[0])
                 if row is None:
                     continue
-                rows.append({**row, "requested": wanted, "load_average": loads[-1]})
+                rows = add_row(store, {**row, "requested": wanted, "load_average": loads[-1]})
                 done.add((system, wanted, row["seed"]))
                 print(f"seed {seed}, {count or 'all'} labels, {system}: "
                       f"{row['test_accuracy']:.4f} ({row['seconds']:.0f} s)", flush=True)
-                store.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
     return write_curve(args, setup, rows, counts, loads)
+
+
+def add_row(store: Path, row: dict) -> list[dict]:
+    """Appends one cell to the store under a lock, re-reading it first: two runs on the same
+    --work (say, --labels all in one, --labels 500,2000 in the other) keep each other's cells."""
+    import fcntl
+
+    with open(store.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(store.read_text()) if store.is_file() else []
+        rows.append(row)
+        temporary = store.with_suffix(".tmp")
+        temporary.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
+        os.replace(temporary, store)
+    return rows
 
 
 def write_curve(args: argparse.Namespace, setup: object, rows: list[dict], counts: list[int],

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         O.MAX_LENGTH.but(default=None, type=int, help="tokens per window (default: the "
                          "windows the model was fine-tuned on, tokenizer_config.json's "
                          "model_max_length)"),
-        O.BATCH_SIZE.but(default=64, help="windows per forward pass"),
+        O.BATCH_SIZE.but(default=64, help="windows per forward pass"), O.DECODER,
         O.DEVICE, O.PRECISION, O.JSON.but(help="one JSON object per line, with offsets"),
         O.OUTPUT.but(required=False, help="write here instead of stdout"),
         O.OVERWRITE.but(help="replace --output if it exists")])
@@ -58,7 +58,7 @@ def load_tagger(args: argparse.Namespace) -> TokenTagger:
     model = BertForTokenClassification.from_pretrained(args.model).to(device)
     model, precision = apply_precision(model, args.precision, device)
     return TokenTagger(model, load_tokenizer(args.model), args.max_length, args.batch_size,
-                       device=device, autocast=precision.autocast)
+                       device=device, autocast=precision.autocast, decoder=args.decoder)
 
 
 def emit(args: argparse.Namespace, texts: list[str], results: list[list[Word]],

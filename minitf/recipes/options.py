@@ -31,6 +31,7 @@ from minitf.model.freeze import POLICIES
 from minitf.model.lora import TARGETS
 from minitf.model.precision import INFERENCE_PRECISIONS, TRAINING_PRECISIONS
 from minitf.paths import DEFAULT_MODEL
+from minitf.tasks.tokens import DECODERS
 
 Check = Callable[[Any], "str | None"]  # an error message for a bad value, else None
 
@@ -163,6 +164,10 @@ TASKS = ("classify", "segment", "tag", "ner")
 TASK = Option("task", "classify", group="data", choices=TASKS, resume=True,
               help="classify: a label per text; segment / tag / ner: a label per character "
                    "(or word), minitf/recipes/tokens.py")
+DECODER = Option("decoder", "viterbi", group="data", choices=DECODERS,
+                 help="token models: viterbi, the best well-formed label sequence (a word never "
+                 "has two tags, an I- never starts one); argmax, the best label per position "
+                 "(minitf/tasks/decode.py; default: %(default)s)")
 ENCODING = Option("encoding", "utf-8", group="data")
 ENCODING_ERRORS = Option("encoding_errors", "strict", group="data",
                          choices=("strict", "replace"),

@@ -265,7 +265,7 @@ def score(task: str, tagger: TokenTagger, data: T.Sentences, lexicon: set[str]
     """The task's scores on `data` (empty sentences skipped), plus position accuracy."""
     items = [s for s in data.items if s.units]
     rows = tagger.scores(items)
-    predicted = [[tagger.labels[int(r.argmax())] for r in sentence] for sentence in rows]
+    predicted = tagger.decode(rows)
     gold = [s.tags for s in items]
     right = sum(p == g for ps, gs in zip(predicted, gold, strict=True)
                 for p, g in zip(ps, gs, strict=True))

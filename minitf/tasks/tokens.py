@@ -1,7 +1,8 @@
 """Token classification in use: texts in, words / tagged words / entities out.
 
     TokenTagger.from_pretrained(dir)   a BertForTokenClassification directory and its tokenizer
-    tagger.predict(sentences)          a label per position of each Sentence (windowed, stitched)
+    tagger.predict(sentences)          a label per position of each Sentence (windowed, stitched,
+                                       then decoded: minitf/tasks/decode.py)
     tagger.segment(texts)              words with their character offsets (and tags)
     tagger.entities(texts)             entity spans with type and character offsets
 
@@ -23,7 +24,11 @@ from typing import Any
 import torch
 
 from minitf.data import tokens as T
+from minitf.errors import MinitfError
 from minitf.model.bert import BertForTokenClassification
+from minitf.tasks.decode import allowed_transitions, viterbi
+
+DECODERS = ("viterbi", "argmax")
 
 
 @dataclass
@@ -59,16 +64,21 @@ class TokenTagger:
     def __init__(self, model: BertForTokenClassification, tokenizer: Any,
                  max_length: int | None = None, batch_size: int = 64, overlap: int = 32,
                  device: torch.device | str = "cpu",
-                 autocast: Callable[[], AbstractContextManager] = nullcontext):
+                 autocast: Callable[[], AbstractContextManager] = nullcontext,
+                 decoder: str = "viterbi"):
         """max_length: tokens per window, [CLS] and [SEP] included (None: the tokenizer's
         model_max_length, which `finetune --task` sets to the windows it trained on: a model
         never trained past position 32 should not be asked about position 100); autocast:
-        the context each forward runs in (Precision.autocast for bf16)."""
+        the context each forward runs in (Precision.autocast for bf16); decoder: "viterbi"
+        (the best well-formed label sequence) or "argmax" (the best label per position)."""
+        if decoder not in DECODERS:
+            raise MinitfError(f"--decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
         max_length = max_length or tokenizer.model_max_length
         self.model, self.tokenizer, self.autocast = model.eval(), tokenizer, autocast
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length = min(max_length, model.config.max_position_embeddings)
         self.batch_size, self.overlap, self.device = batch_size, overlap, torch.device(device)
+        self.decoder, self.allowed = decoder, allowed_transitions(self.labels)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> TokenTagger:
@@ -86,11 +96,18 @@ class TokenTagger:
         return T.stitch(windows, logits, [len(s.units) for s in sentences])
 
     def predict(self, sentences: Sequence[T.Sentence]) -> list[list[str]]:
-        """The best label per position of each sentence (argmax per window, then stitched)."""
-        windows, logits = self._window_logits(sentences)
-        best = [rows.argmax(-1).tolist() for rows in logits]
-        return [[self.labels[i] for i in sentence]
-                for sentence in T.stitch(windows, best, [len(s.units) for s in sentences])]
+        """A label per position of each sentence: the stitched scores, decoded."""
+        return self.decode(self.scores(sentences))
+
+    def decode(self, scores: Sequence[Sequence[torch.Tensor]]) -> list[list[str]]:
+        """Logits per position (as scores() gives them) → labels: the best well-formed
+        sequence of each sentence, or with decoder="argmax" the best label per position."""
+        if self.decoder == "argmax":
+            ids = [[int(row.argmax()) for row in sentence] for sentence in scores]
+        else:
+            ids = viterbi([torch.stack(list(s)) if len(s) else torch.zeros(0, len(self.labels))
+                           for s in scores], self.allowed)
+        return [[self.labels[i] for i in sentence] for sentence in ids]
 
     @torch.no_grad()
     def _window_logits(self, sentences: Sequence[T.Sentence]

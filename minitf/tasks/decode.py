@@ -1,0 +1,145 @@
+"""From per-position scores to a well-formed label sequence: constrained Viterbi decoding.
+
+A token classifier scores each position on its own, so the best label per position (argmax) can
+spell sequences no gold file contains: `M` after `S`, a word `B-n I-v` whose characters disagree
+on its tag, an entity `I-nr` with no start. tags_to_spans still reads them (nothing is dropped),
+but each such slip costs a word. Here the decoder picks the sequence with the highest total
+log-probability among the well-formed ones:
+
+    allowed_transitions(labels)   which label may start, follow which, and end a sequence
+    viterbi(scores, allowed)      the best allowed sequence of each sentence, batched
+
+The rules follow from the label names (minitf/data/tokens.py writes them):
+
+    B M E S          segmentation: M and E continue a word that B opened; B and M must be
+                     continued; a sentence starts at B or S and ends at E or S
+    B-X I-X          joint segmentation + tagging: I-X continues a word B-X or I-X opened,
+                     with the same tag X (so one word never has two tags)
+    B-X I-X O        BIO entities: I-X continues an entity of type X
+    B-X I-X E-X S-X  BIOES: as BIO, and B-X / I-X must be continued (by I-X or E-X)
+
+Transitions carry no learnt weights (no CRF): the model is untouched and loads in transformers
+as before, and with every transition allowed this is exactly argmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+CONTINUING = ("M", "E", "I")   # kinds that continue what the previous position opened
+OPENING = ("B", "M", "I")      # kinds after which the word / entity may (or must) go on
+KNOWN = ("B", "M", "E", "S", "I", "O")
+
+
+@dataclass
+class Allowed:
+    start: torch.Tensor        # (L,) bool: may label the first position
+    follows: torch.Tensor      # (L, L) bool: [previous, current] may be adjacent
+    end: torch.Tensor          # (L,) bool: may label the last position
+
+
+def allowed_transitions(labels: Sequence[str]) -> Allowed:
+    """The well-formed sequences of a label set (see the module's docstring). A label of an
+    unknown kind is allowed anywhere, next to anything."""
+    parsed = [label.partition("-")[::2] for label in labels]          # (kind, tag)
+    kinds = {kind for kind, _ in parsed}
+    closed = bool(kinds & {"E", "S"})   # BMES / BIOES: an opened word must be closed
+
+    def may_follow(previous: tuple[str, str], current: tuple[str, str]) -> bool:
+        (pk, pt), (ck, ct) = previous, current
+        if pk not in KNOWN or ck not in KNOWN:
+            return True
+        if ck in CONTINUING:
+            return pk in OPENING and pt == ct
+        return not (closed and pk in OPENING)
+
+    n = len(labels)
+    follows = torch.tensor([[may_follow(p, c) for c in parsed] for p in parsed],
+                           dtype=torch.bool).reshape(n, n)
+    start = torch.tensor([k not in KNOWN or k not in CONTINUING for k, _ in parsed])
+    end = torch.tensor([k not in KNOWN or not (closed and k in OPENING) for k, _ in parsed])
+    return Allowed(start, follows, end)
+
+
+def viterbi(scores: Sequence[torch.Tensor], allowed: Allowed, batch_size: int = 64
+            ) -> list[list[int]]:
+    """The best allowed label ids of each sentence; scores: logits (n_i, L) per sentence (n_i
+    may be 0). Sentences of similar length are decoded together; past its end a sentence keeps
+    its last label and score."""
+    out: list[list[int]] = [[] for _ in scores]
+    order = sorted((i for i, s in enumerate(scores) if len(s)), key=lambda i: len(scores[i]))
+    for b in range(0, len(order), batch_size):
+        chunk = order[b:b + batch_size]
+        for i, best in zip(chunk, _viterbi_batch([scores[i] for i in chunk], allowed),
+                           strict=True):
+            out[i] = best
+    return out
+
+
+class _Predecessors:
+    """The allowed previous labels of each label, in a form one step of Viterbi can use cheaply.
+
+    Most labels have few allowed predecessors (I-X: B-X or I-X), the others accept any (B-X in
+    BIO): those take the best previous label overall, the few-predecessor ones a max over at most
+    `k` candidates, so a step costs O(L·k), not O(L²)."""
+
+    def __init__(self, follows: torch.Tensor):
+        labels = follows.shape[0]
+        self.any = follows.all(dim=0)                                   # (L,)
+        lists = [follows[:, c].nonzero().flatten().tolist() if not self.any[c] else []
+                 for c in range(labels)]
+        k = max(1, *(len(x) for x in lists))
+        self.index = torch.zeros(labels, k, dtype=torch.long)          # (L, k) candidates
+        self.penalty = torch.full((labels, k), float("-inf"))           # -inf: no candidate
+        for c, previous in enumerate(lists):
+            self.index[c, :len(previous)] = torch.tensor(previous, dtype=torch.long)
+            self.penalty[c, :len(previous)] = 0.0
+
+    def best(self, score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """score (B, L) of the best path ending in each label → for each next label, the best
+        allowed (score, previous label), both (B, L)."""
+        candidates = score[:, self.index] + self.penalty                # (B, L, k)
+        value, k = candidates.max(dim=-1)
+        previous = self.index.expand(len(score), -1, -1).gather(2, k[..., None])[..., 0]
+        overall, argmax = score.max(dim=1, keepdim=True)                # (B, 1)
+        value = torch.where(self.any, overall, value)
+        previous = torch.where(self.any, argmax, previous)
+        return value, previous
+
+
+def _viterbi_batch(scores: list[torch.Tensor], allowed: Allowed) -> list[list[int]]:
+    lengths = [len(s) for s in scores]
+    width, labels = max(lengths), scores[0].shape[-1]
+    never = torch.tensor(float("-inf"))
+    # (B, T, L) log-probabilities; padding scores 0 for every label
+    logp = torch.zeros(len(scores), width, labels)
+    for r, s in enumerate(scores):
+        logp[r, :len(s)] = torch.log_softmax(s.float(), dim=-1)
+    predecessors = _Predecessors(allowed.follows)
+    end_penalty = torch.where(allowed.end, 0.0, never)
+    best = logp[:, 0] + torch.where(allowed.start, 0.0, never)         # (B, L)
+    back = torch.zeros(len(scores), width, labels, dtype=torch.long)
+    keep = torch.arange(labels).expand(len(scores), labels)            # padding: same label
+    length = torch.tensor(lengths)
+    for t in range(1, width):
+        inside = (t < length)[:, None]                                 # (B, 1)
+        extended, previous = predecessors.best(best)
+        best = torch.where(inside, extended + logp[:, t], best)
+        back[:, t] = torch.where(inside, previous, keep)
+    best = best + end_penalty   # padding kept the last label: it is the one that ends
+    pointers, finite = back.numpy(), torch.isfinite(best).any(dim=1).tolist()
+    paths = []
+    for r, n in enumerate(lengths):
+        if not finite[r]:   # no well-formed sequence (an odd label set): keep the argmax
+            paths.append(scores[r].argmax(-1).tolist())
+            continue
+        label = int(best[r].argmax())
+        path = [label]
+        for t in range(n - 1, 0, -1):
+            label = int(pointers[r, t, label])
+            path.append(label)
+        paths.append(path[::-1])
+    return paths

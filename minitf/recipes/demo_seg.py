@@ -58,6 +58,7 @@ class DemoSegConfig:
     epochs: int = 1
     segment_paragraphs: int | None = None   # training paragraphs for segmentation (None: all
     tag_paragraphs: int | None = 8000       # 15,195); fewer for tagging (77 labels)
+    ner_paragraphs: int | None = None       # benchmarks/ner.py (not part of the demo)
     test_paragraphs: int = 600              # the test paragraphs every system is scored on
     peers: tuple[str, ...] = ("fmm", "jieba", "snownlp")    # those installed are compared
     seed: int = 0
@@ -132,16 +133,18 @@ def pretrain_characters(cfg: DemoSegConfig, text: Path, out: Path, say: Timer
 
 def finetune_characters(cfg: DemoSegConfig, task: str, model: Path, pd: Path, out: Path,
                         say: Timer) -> tuple[Path, float]:
-    """`minitf finetune --task segment|tag` from `model` on (a seeded sample of) the training
-    paragraphs for cfg.epochs (no validation split: the test paragraphs score the last
+    """`minitf finetune --task segment|tag|ner` from `model` on (a seeded sample of) the
+    training paragraphs for cfg.epochs (no validation split: the test paragraphs score the last
     epoch); (the model's directory, seconds of training)."""
-    suffix = {"segment": "words", "tag": "pd"}[task]
+    suffix = {"segment": "words", "tag": "pd", "ner": "conll"}[task]
+    samples = {"segment": cfg.segment_paragraphs, "tag": cfg.tag_paragraphs,
+               "ner": cfg.ner_paragraphs}[task]
     result = finetune(FinetuneConfig(
         task=task, model=str(model), train=str(pd / f"train.{suffix}"),
         validation_fraction=0.0, output=str(out / task),
         max_length=cfg.max_length, batch_size=cfg.batch_size, lr=cfg.finetune_lr,
         epochs=cfg.epochs, seed=cfg.seed, progress="log", overwrite=True,
-        max_train_samples=cfg.segment_paragraphs if task == "segment" else cfg.tag_paragraphs))
+        max_train_samples=samples))
     say(f"fine-tuned --task {task} in {result.train_seconds / 60:.1f} min")
     return out / task / "best", result.train_seconds
 

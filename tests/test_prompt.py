@@ -215,6 +215,32 @@ def test_self_training_teacher_then_student_on_soft_labels(files, tmp_path, prom
     assert result.test is not None and 0 <= result.test["accuracy"] <= 1
 
 
+def test_a_killed_self_training_resumes_to_the_same_student(files, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    def self_train(output, **settings):
+        return run(files, output, unlabelled=str(unlabelled_file(tmp_path / "u.txt")),
+                   self_train_rounds=1, **settings)
+    whole = self_train(tmp_path / "whole")
+    cut = self_train(tmp_path / "cut", stop_after_steps=5)   # killed inside the teacher
+    assert cut.interrupted and not (tmp_path / "cut" / "student-1").exists()
+    with pytest.raises(MinitfError, match="--resume"):
+        self_train(tmp_path / "cut")
+    resumed = self_train(tmp_path / "cut", resume=True)
+    weights = [load_file(tmp_path / run_dir / "student-1" / "last" / "model.safetensors")
+               for run_dir in ("whole", "cut")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6) for k in weights[0])
+    assert resumed.history[-1]["validation"]["loss"] == pytest.approx(
+        whole.history[-1]["validation"]["loss"], abs=1e-6)
+    again = self_train(tmp_path / "cut", resume=True)   # finished: nothing is trained again
+    assert again.history[-1]["validation"]["loss"] == pytest.approx(
+        whole.history[-1]["validation"]["loss"], abs=1e-6)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(MinitfError, match="torchrun"):
+        self_train(tmp_path / "elsewhere")
+
+
 def test_soft_targets_are_cross_entropy_against_probabilities():
     from minitf.model.bert import classification_loss
     logits = torch.randn(4, 3)

@@ -13,8 +13,12 @@ confidence threshold), the same settings (epochs, lr, batch size, ...) for teach
 student; validation picks each run's best epoch, the test file is scored once per run. The
 final model is OUTPUT/student-N/best (printed at the end). Unlabelled texts that also occur
 in --test are counted and warned about (training on the test texts, even unlabelled, flatters
-the test score). --resume is not supported with --unlabelled yet: start again with
---overwrite.
+the test score).
+
+--resume continues a killed self-training where it stopped: each run (teacher, student-k)
+that left a checkpoint (last/) is resumed (a finished one is only tested again), the soft labels
+are recomputed from the previous run's best/ (the same probabilities: evaluation is
+deterministic), and the runs not yet started start. Not under torchrun yet.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from minitf.data.text import TABLE_SUFFIXES, read_documents
 from minitf.errors import MinitfError
 from minitf.run_folder import RunFolder
 from minitf.tasks import classify as inference
+from minitf.train.distributed import from_environment
 
 TEACHER, STUDENT = "teacher", "student-{}"
 
@@ -38,32 +43,39 @@ TEACHER, STUDENT = "teacher", "student-{}"
 def self_train(cfg: Any, finetune: Any, tokenizer: Any = None) -> Any:
     """Teacher, then cfg.self_train_rounds students (see the module docstring); returns the
     last student's FinetuneResult. `finetune` is minitf.recipes.finetune.finetune."""
-    if cfg.resume:
-        raise MinitfError("--resume with --unlabelled is not supported yet; start the "
-                          "self-training again with --overwrite")
+    if from_environment()[1] > 1:
+        raise MinitfError("--unlabelled under torchrun is not supported yet: run the "
+                          "self-training in one process")
     if cfg.regression:
         raise MinitfError("--unlabelled: self-training needs classes (soft labels), not "
                           "--regression")
     unlabelled = read_unlabelled(cfg)
     warn_overlap(cfg, unlabelled)
     with RunFolder(cfg.output, "finetune") as folder:
-        folder.check(False, cfg.overwrite, holds=(TEACHER,))
+        folder.check(cfg.resume, cfg.overwrite, holds=(TEACHER,))
         out = folder.open()
         say = print if cfg.progress != "off" else (lambda *a: None)
         say(f"self-training: teacher on the labels, then {cfg.self_train_rounds} student "
             f"round(s) with {len(unlabelled)} unlabelled texts from {cfg.unlabelled}")
         base = replace(cfg, unlabelled=None)
-        result = finetune(replace(base, output=str(out / TEACHER)), tokenizer)
+        result = finetune(one_run(base, out / TEACHER), tokenizer)
         previous = out / TEACHER
         for k in range(1, cfg.self_train_rounds + 1):
             if result.interrupted:
                 return result
             probs = soft_labels(previous / "best", unlabelled, cfg)
-            student = replace(base, output=str(out / STUDENT.format(k)))
-            result = finetune(student, tokenizer, soft=(unlabelled, probs))
+            result = finetune(one_run(base, out / STUDENT.format(k)), tokenizer,
+                              soft=(unlabelled, probs))
             previous = out / STUDENT.format(k)
         say(f"self-training done: the final model is {previous / 'best'}")
         return result
+
+
+def one_run(base: Any, directory: Path) -> Any:
+    """The settings of one run of the self-training, written to `directory`: with --resume,
+    continued from its checkpoint if it left one, else started."""
+    return replace(base, output=str(directory),
+                   resume=base.resume and (directory / "last").is_dir())
 
 
 def read_unlabelled(cfg: Any) -> D.Examples:

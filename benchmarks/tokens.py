@@ -25,7 +25,9 @@ process, after a warm-up, on this machine in this run. train_s: the training tim
                segmenter (of the same split); each scored at fp32, bf16 (marked
                "emulated" where the CPU lacks fast bf16 instructions:
                minitf.model.precision.cpu_capability) and int8 (dynamic quantisation of the
-               linears, minitf.model.precision.quantize_int8): `--precision` of `minitf segment`
+               linears, minitf.model.precision.quantize_int8): `--precision` of `minitf segment`;
+               decoded with constrained Viterbi, and at fp32 also with per-position argmax
+               (`--decoder` of `minitf segment`, minitf/tasks/decode.py)
 """
 
 from __future__ import annotations
@@ -132,16 +134,18 @@ def train_minitf(data: Path, work: Path, args: argparse.Namespace) -> list[tuple
 
 
 def minitf_rows(directory: Path, name: str, test: tuple, train_s: float | None) -> list[dict]:
-    """The segmenter at fp32, bf16 and int8 (as `minitf segment --precision`)."""
+    """The segmenter at fp32, bf16 and int8 (as `minitf segment --precision`), decoded with
+    constrained Viterbi, and at fp32 with per-position argmax (`--decoder argmax`)."""
     rows = []
     fast_bf16 = cpu_capability().fast_bf16
-    for precision in ("fp32", "bf16", "int8"):
+    for precision, decoder in (("fp32", "viterbi"), ("fp32", "argmax"), ("bf16", "viterbi"),
+                               ("int8", "viterbi")):
         model = BertForTokenClassification.from_pretrained(directory)
         model, mode = apply_precision(model, precision)
         tagger = TokenTagger(model, load_tokenizer(directory), batch_size=64,
-                             autocast=mode.autocast)
+                             autocast=mode.autocast, decoder=decoder)
         label = precision + (" emulated: no fast bf16 on this CPU"
-                             if precision == "bf16" and not fast_bf16 else "")
+                             if precision == "bf16" and not fast_bf16 else "") + f", {decoder}"
         rows.append(score(f"minitf ({name}, {label})",
                           lambda ts, t=tagger: [[w.text for w in ws] for ws in t.segment(ts)],
                           test, train_s))

@@ -324,11 +324,13 @@ def write_curve(args: argparse.Namespace, setup: object, rows: list[dict], count
     from minitf.recipes.demo_zh_rows import format_table, summarise
 
     cfg, bert = setup.cfg, setup.pretraining
+    loads = [r["load_average"] for r in rows if r.get("load_average") is not None] + loads
+    threads = f" with {bert['torch_threads']} torch threads" if bert.get("torch_threads") else ""
     model = (f"`{args.model}` (given with --model; “pre-trained here” in the table means this "
              "model)" if args.model else
              f"pre-trained here: {cfg.config} shape, {bert['steps']} steps in "
-             f"{bert['minutes']:.1f} min (budget {cfg.pretrain_minutes:g} min), the demo's "
-             "recipe (minitf/recipes/demo_zh.py)")
+             f"{bert['minutes']:.1f} min{threads} (budget {cfg.pretrain_minutes:g} min), the "
+             "demo's recipe (minitf/recipes/demo_zh.py)")
     notes = [
         f"Test accuracy (%) on {setup.files.sizes['test']:,} test texts of "
         f"{args.data or 'minitf.data.corpora.prepare_zh (seed 0)'}, mean ± sample sd over "
@@ -342,7 +344,7 @@ def write_curve(args: argparse.Namespace, setup: object, rows: list[dict], count
         "epoch(s) on the labelled rows + the other training texts (soft labels); TF-IDF "
         "+ self-training: the same recipe with minitf/tasks/tfidf.py. Systems: "
         "minitf/recipes/demo_zh_rows.py.",
-        f"1-minute load average during the run: {min(loads):.1f}–{max(loads):.1f} on "
+        f"1-minute load average after each cell: {min(loads):.1f}–{max(loads):.1f} on "
         f"{os.cpu_count()} cores (this machine is shared: above 2, other jobs took CPU time "
         "and the seconds are longer than on a quiet machine).",
         format_table(rows, counts),

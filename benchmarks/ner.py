@@ -3,6 +3,7 @@ entities, one split, one run.
 
     python benchmarks/ner.py [--bert DIR | --pretrain-minutes 2] [--epochs 1]
                              [--train-paragraphs N] [--threads 1]
+    python benchmarks/ner.py --model DIR     # score a fine-tuned NER model again
 
 Data: minitf.data.corpora.prepare_pd (seed 0; 80/10/10 by distinct paragraph), its CoNLL files:
 one character per line, BIO labels PER / LOC / ORG from the PKU tags nr / ns / nt (adjacent
@@ -141,7 +142,7 @@ def write_results(rows: list[dict], test: list[T.Sentence], args: argparse.Names
                         "overall F1", "chars/s", "train s"], table),
     ]
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    out = RESULTS / f"ner-{date}-cpu.md"
+    out = RESULTS / f"ner-{date}-cpu{'-rescored' if args.model else ''}.md"
     out.write_text(header("Named entities in People's Daily, per type (CPU)", notes) + "\n")
     return out
 
@@ -155,7 +156,10 @@ def main() -> None:
     test = [s for s in T.read_sentences(pd / "test.conll", "conll").items if s.units]
     rows = [score("dictionary of the training entities (longest match)",
                   dictionary_tagger(train), test, None)]
-    best, description, seconds = train_minitf(pd, work, args)
+    if args.model:
+        best, description, seconds = Path(args.model), f"--model {args.model}", None
+    else:
+        best, description, seconds = train_minitf(pd, work, args)
     for decoder in ("viterbi", "argmax"):
         tagger = TokenTagger.from_pretrained(best, batch_size=64, decoder=decoder)
         rows.append(score(f"minitf ({description}; {decoder})", tagger.predict, test, seconds))
@@ -166,6 +170,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bert", help="a pre-trained character model (e.g. demo-seg/bert) "
                         "to fine-tune, instead of pre-training one here")
+    parser.add_argument("--model", help="score this fine-tuned NER model (of the same split) "
+                        "instead of training one")
     parser.add_argument("--pretrain-minutes", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-paragraphs", type=int, default=None,

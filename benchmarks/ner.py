@@ -44,6 +44,7 @@ from common import RESULTS, header, markdown_table  # noqa: E402
 
 from minitf.data import tokens as T  # noqa: E402
 from minitf.data.corpora import prepare_pd  # noqa: E402
+from minitf.tasks import segmenters as S  # noqa: E402
 from minitf.tasks.token_metrics import entity_scores  # noqa: E402
 from minitf.tasks.tokens import TokenTagger  # noqa: E402
 
@@ -67,16 +68,11 @@ def dictionary_tagger(train: T.Sentences) -> Tagger:
     def tag(sentences: list[T.Sentence]) -> list[list[str]]:
         out = []
         for s in sentences:
-            labels, i, text = ["O"] * len(s.units), 0, s.text
-            while i < len(text):
-                for n in range(min(longest, len(text) - i), 1, -1):
-                    kind = types.get(text[i:i + n])
-                    if kind:
-                        labels[i:i + n] = [f"B-{kind}"] + [f"I-{kind}"] * (n - 1)
-                        i += n
-                        break
-                else:
-                    i += 1
+            labels = []
+            for word in S.forward_maximum_matching(s.text, types, longest):
+                kind = types.get(word)
+                labels += ([f"B-{kind}"] + [f"I-{kind}"] * (len(word) - 1) if kind
+                           else ["O"] * len(word))
             out.append(labels)
         return out
     return tag

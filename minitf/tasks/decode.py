@@ -59,8 +59,8 @@ def allowed_transitions(labels: Sequence[str]) -> Allowed:
     n = len(labels)
     follows = torch.tensor([[may_follow(p, c) for c in parsed] for p in parsed],
                            dtype=torch.bool).reshape(n, n)
-    start = torch.tensor([k not in KNOWN or k not in CONTINUING for k, _ in parsed])
-    end = torch.tensor([k not in KNOWN or not (closed and k in OPENING) for k, _ in parsed])
+    start = torch.tensor([k not in CONTINUING for k, _ in parsed])
+    end = torch.tensor([not (closed and k in OPENING) for k, _ in parsed])
     return Allowed(start, follows, end)
 
 
@@ -71,10 +71,11 @@ def viterbi(scores: Sequence[torch.Tensor], allowed: Allowed, batch_size: int = 
     its last label and score."""
     out: list[list[int]] = [[] for _ in scores]
     order = sorted((i for i, s in enumerate(scores) if len(s)), key=lambda i: len(scores[i]))
+    predecessors = _Predecessors(allowed.follows)
     for b in range(0, len(order), batch_size):
         chunk = order[b:b + batch_size]
-        for i, best in zip(chunk, _viterbi_batch([scores[i] for i in chunk], allowed),
-                           strict=True):
+        batch = [scores[i] for i in chunk]
+        for i, best in zip(chunk, _viterbi_batch(batch, allowed, predecessors), strict=True):
             out[i] = best
     return out
 
@@ -110,7 +111,8 @@ class _Predecessors:
         return value, previous
 
 
-def _viterbi_batch(scores: list[torch.Tensor], allowed: Allowed) -> list[list[int]]:
+def _viterbi_batch(scores: list[torch.Tensor], allowed: Allowed,
+                   predecessors: _Predecessors) -> list[list[int]]:
     lengths = [len(s) for s in scores]
     width, labels = max(lengths), scores[0].shape[-1]
     never = torch.tensor(float("-inf"))
@@ -118,7 +120,6 @@ def _viterbi_batch(scores: list[torch.Tensor], allowed: Allowed) -> list[list[in
     logp = torch.zeros(len(scores), width, labels)
     for r, s in enumerate(scores):
         logp[r, :len(s)] = torch.log_softmax(s.float(), dim=-1)
-    predecessors = _Predecessors(allowed.follows)
     end_penalty = torch.where(allowed.end, 0.0, never)
     best = logp[:, 0] + torch.where(allowed.start, 0.0, never)         # (B, L)
     back = torch.zeros(len(scores), width, labels, dtype=torch.long)

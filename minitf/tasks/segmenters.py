@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +39,19 @@ def fmm_segmenter(train: T.Sentences) -> Segmenter:
     (a single character when none does)."""
     lexicon = set(training_words(train))
     longest = max(map(len, lexicon), default=1)
+    return lambda texts: [forward_maximum_matching(t, lexicon, longest) for t in texts]
 
-    def segment_one(text: str) -> list[str]:
-        words, i = [], 0
-        while i < len(text):
-            n = next((n for n in range(min(longest, len(text) - i), 1, -1)
-                      if text[i:i + n] in lexicon), 1)
-            words.append(text[i:i + n])
-            i += n
-        return words
 
-    return lambda texts: [segment_one(t) for t in texts]
+def forward_maximum_matching(text: str, lexicon: Container[str], longest: int) -> list[str]:
+    """`text` cut from the left into the longest entry of `lexicon` (at most `longest`
+    characters) that starts at each point, a single character where none does."""
+    words, i = [], 0
+    while i < len(text):
+        n = next((n for n in range(min(longest, len(text) - i), 1, -1)
+                  if text[i:i + n] in lexicon), 1)
+        words.append(text[i:i + n])
+        i += n
+    return words
 
 
 def jieba_segmenter(train: T.Sentences, folder: Path, hmm: bool) -> Segmenter:

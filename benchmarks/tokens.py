@@ -26,8 +26,10 @@ process, after a warm-up, on this machine in this run. train_s: the training tim
                "emulated" where the CPU lacks fast bf16 instructions:
                minitf.model.precision.cpu_capability) and int8 (dynamic quantisation of the
                linears, minitf.model.precision.quantize_int8): `--precision` of `minitf segment`;
-               decoded with constrained Viterbi, and at fp32 also with per-position argmax
-               (`--decoder` of `minitf segment`, minitf/tasks/decode.py)
+               decoded with constrained Viterbi and the model's lexicon (the training words,
+               at the weight fine-tuning picked on validation), and at fp32 also without the
+               lexicon and with per-position argmax (`--lexicon-weight 0`, `--decoder argmax`
+               of `minitf segment`, minitf/tasks/decode.py)
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from minitf.data.corpora import prepare_pd  # noqa: E402
 from minitf.model.bert import BertForTokenClassification  # noqa: E402
 from minitf.model.precision import apply_precision, cpu_capability  # noqa: E402
 from minitf.tasks import segmenters as S  # noqa: E402
-from minitf.tasks.tokens import TokenTagger  # noqa: E402
+from minitf.tasks.tokens import TokenTagger, model_lexicon  # noqa: E402
 from minitf.tokenizers.wordpiece import load_tokenizer  # noqa: E402
 
 
@@ -134,18 +136,25 @@ def train_minitf(data: Path, work: Path, args: argparse.Namespace) -> list[tuple
 
 
 def minitf_rows(directory: Path, name: str, test: tuple, train_s: float | None) -> list[dict]:
-    """The segmenter at fp32, bf16 and int8 (as `minitf segment --precision`), decoded with
-    constrained Viterbi, and at fp32 with per-position argmax (`--decoder argmax`)."""
+    """The segmenter as `minitf segment` runs it (fp32, constrained Viterbi with the model's
+    lexicon.txt and the weight fine-tuning picked), then one change at a time: no lexicon
+    (`--lexicon-weight 0`), per-position argmax (`--decoder argmax`), bf16 and int8
+    (`--precision`)."""
     rows = []
     fast_bf16 = cpu_capability().fast_bf16
-    for precision, decoder in (("fp32", "viterbi"), ("fp32", "argmax"), ("bf16", "viterbi"),
-                               ("int8", "viterbi")):
+    lexicon = model_lexicon(directory)
+    for precision, decoder, weight in (("fp32", "viterbi", None), ("fp32", "viterbi", 0.0),
+                                       ("fp32", "argmax", None), ("bf16", "viterbi", None),
+                                       ("int8", "viterbi", None)):
         model = BertForTokenClassification.from_pretrained(directory)
         model, mode = apply_precision(model, precision)
         tagger = TokenTagger(model, load_tokenizer(directory), batch_size=64,
-                             autocast=mode.autocast, decoder=decoder)
+                             autocast=mode.autocast, decoder=decoder, lexicon=lexicon,
+                             lexicon_weight=weight)
         label = precision + (" emulated: no fast bf16 on this CPU"
                              if precision == "bf16" and not fast_bf16 else "") + f", {decoder}"
+        if tagger.uses_lexicon:
+            label += f" + lexicon (weight {tagger.lexicon_weight:g})"
         rows.append(score(f"minitf ({name}, {label})",
                           lambda ts, t=tagger: [[w.text for w in ws] for ws in t.segment(ts)],
                           test, train_s))

@@ -44,9 +44,9 @@ def test_cache_trains_the_same_weights_as_recomputing_the_prefix(corpus, tmp_pat
     assert cached.history[-1]["train_loss"] < cached.history[0]["train_loss"]
 
 
-def best_record(out):
+def best_record(out, kind="test"):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return next(r for r in records if r.get("type") == "test")
+    return next(r for r in records if r.get("type") == kind)
 
 
 @pytest.mark.parametrize("task, auto", [("segment", "f1"), ("tag", "joint_f1"), ("ner", "f1")])
@@ -59,8 +59,16 @@ def test_best_checkpoint_is_chosen_by_the_task_score(corpus, tmp_path, task, aut
         pick = (max if metric == "auto" else min)(scores)
         best_epoch = best_record(out)["best_epoch"]
         assert scores[best_epoch - 1] == pick, (scores, best_epoch)
-        # validation = test here: best/ scores what its epoch scored
-        assert result.test[auto if metric == "auto" else "loss"] == pytest.approx(pick, abs=1e-6)
+        # validation = test here: best/ scores what its epoch scored, with the lexicon weight
+        # then picked on validation (segment / tag: weight 0 scores what the epoch scored)
+        expected = pick
+        if task != "ner" and metric == "auto":
+            lexicon = best_record(out, "lexicon")
+            assert lexicon["scores"]["0.0"] == pytest.approx(pick, abs=1e-6)
+            expected = lexicon["scores"][str(float(lexicon["chosen"]))]
+            assert expected == max(lexicon["scores"].values())
+        assert result.test[auto if metric == "auto" else "loss"] == pytest.approx(expected,
+                                                                                 abs=1e-6)
 
 
 @pytest.mark.parametrize("task, metric", [("segment", "macro_f1"), ("segment", "joint_f1"),

@@ -18,7 +18,7 @@ from minitf.io import write_text
 from minitf.model.bert import BertForTokenClassification
 from minitf.model.precision import apply_precision, pick_device
 from minitf.recipes import options as O
-from minitf.tasks.tokens import TokenTagger, Word
+from minitf.tasks.tokens import DEFAULT_LEXICON_WEIGHT, TokenTagger, Word, model_lexicon
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "windows the model was fine-tuned on, tokenizer_config.json's "
                          "model_max_length)"),
         O.BATCH_SIZE.but(default=64, help="windows per forward pass"), O.DECODER,
+        O.LEXICON, O.LEXICON_WEIGHT,
         O.DEVICE, O.PRECISION, O.JSON.but(help="one JSON object per line, with offsets"),
         O.OUTPUT.but(required=False, help="write here instead of stdout"),
         O.OVERWRITE.but(help="replace --output if it exists")])
@@ -53,12 +54,17 @@ def read_texts(args: argparse.Namespace) -> list[str]:
 
 def load_tagger(args: argparse.Namespace) -> TokenTagger:
     from minitf.tokenizers.wordpiece import load_tokenizer
-    O.check_args(args, [O.MAX_LENGTH, O.BATCH_SIZE, O.DEVICE, O.PRECISION])
+    O.check_args(args, [O.MAX_LENGTH, O.BATCH_SIZE, O.DEVICE, O.PRECISION, O.LEXICON_WEIGHT])
     device = pick_device(args.device)
     model = BertForTokenClassification.from_pretrained(args.model).to(device)
+    lexicon = model_lexicon(args.model, args.lexicon)
     model, precision = apply_precision(model, args.precision, device)
+    weight = args.lexicon_weight
+    if weight is None and args.lexicon and model.config.minitf_lexicon_weight is None:
+        weight = DEFAULT_LEXICON_WEIGHT
     return TokenTagger(model, load_tokenizer(args.model), args.max_length, args.batch_size,
-                       device=device, autocast=precision.autocast, decoder=args.decoder)
+                       device=device, autocast=precision.autocast, decoder=args.decoder,
+                       lexicon=lexicon, lexicon_weight=weight)
 
 
 def emit(args: argparse.Namespace, texts: list[str], results: list[list[Word]],

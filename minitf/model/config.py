@@ -41,6 +41,8 @@ class BertConfig:
     dtype: str | None = None
     # Prompt-based classifiers (minitf/tasks/prompt.py): template, verbalizer, label token ids.
     minitf_prompt: dict[str, Any] | None = None
+    # Segmenters and taggers: the bonus of a word found in lexicon.txt (minitf/tasks/decode.py)
+    minitf_lexicon_weight: float | None = None
 
     def __post_init__(self) -> None:
         self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
@@ -97,6 +99,11 @@ class BertConfig:
         if self.minitf_prompt is not None and not isinstance(self.minitf_prompt, dict):
             raise MinitfError(f"{source}: minitf_prompt must be an object (template, "
                               f"verbalizer, ...), got {self.minitf_prompt!r:.40}")
+        weight = self.minitf_lexicon_weight
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int | float)
+                                   or not 0 <= weight < math.inf):
+            raise MinitfError(f"{source}: minitf_lexicon_weight must be a number >= 0, got "
+                              f"{weight!r:.40}")
         if self.dtype is not None and not isinstance(self.dtype, str):
             raise MinitfError(f"{source}: dtype must be a name such as \"float32\", got "
                               f"{self.dtype!r:.40}")
@@ -147,7 +154,7 @@ class BertConfig:
             del out["id2label"]
         else:
             out["label2id"] = self.label2id
-        for name in ("classifier_dropout", "dtype", "minitf_prompt"):
+        for name in ("classifier_dropout", "dtype", "minitf_prompt", "minitf_lexicon_weight"):
             if out[name] is None:
                 del out[name]
         out.update(model_type="bert", position_embedding_type="absolute")

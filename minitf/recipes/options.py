@@ -31,7 +31,7 @@ from minitf.model.freeze import POLICIES
 from minitf.model.lora import TARGETS
 from minitf.model.precision import INFERENCE_PRECISIONS, TRAINING_PRECISIONS
 from minitf.paths import DEFAULT_MODEL
-from minitf.tasks.tokens import DECODERS
+from minitf.tasks.tokens import DECODERS, DEFAULT_LEXICON_WEIGHT
 
 Check = Callable[[Any], "str | None"]  # an error message for a bad value, else None
 
@@ -168,6 +168,16 @@ DECODER = Option("decoder", "viterbi", group="data", choices=DECODERS,
                  help="token models: viterbi, the best well-formed label sequence (a word never "
                  "has two tags, an I- never starts one); argmax, the best label per position "
                  "(minitf/tasks/decode.py; default: %(default)s)")
+LEXICON = Option("lexicon", None, group="data", metavar="FILE",
+                 help="segment / tag: a dictionary (a word per line, or jieba's `word count "
+                 "tag`) added to the model's lexicon.txt; the decoder rewards words found in "
+                 "them (minitf/tasks/decode.py)")
+LEXICON_WEIGHT = Option("lexicon_weight", None, type=float, group="data", check=non_negative,
+                        metavar="W",
+                        help="segment / tag: the bonus of a lexicon word (0: off; default: "
+                        "the weight fine-tuning picked on validation data, config.json's "
+                        f"minitf_lexicon_weight, or {DEFAULT_LEXICON_WEIGHT} for a --lexicon "
+                        "given to a model that has none)")
 ENCODING = Option("encoding", "utf-8", group="data")
 ENCODING_ERRORS = Option("encoding_errors", "strict", group="data",
                          choices=("strict", "replace"),

@@ -15,6 +15,10 @@ What differs from classifying a text (minitf/recipes/finetune.py), and only that
                  (minitf/tasks/token_metrics.py): word F1 / OOV recall, tag accuracy, entity F1;
                  best/ is the checkpoint with the best --select-metric (auto: the task's score,
                  SELECT_METRICS below)
+    7. lexicon   segment / tag: every checkpoint holds the training words (lexicon.txt); after
+                 training, the decoder's bonus for a lexicon word is picked on the validation
+                 sentences among LEXICON_WEIGHTS and written to best/config.json
+                 (minitf_lexicon_weight; 0 when it does not help or there is no validation)
 
 The optimizer, schedule, loop, checkpoints, resume and the output folder are the same as for
 classification. The validation windows are not cached (each evaluation runs the whole model).
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
+from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,9 @@ import torch
 
 from minitf.data import tokens as T
 from minitf.data.examples import Encoded, batch_plan
+from minitf.data.lexicon import LEXICON_FILE, Lexicon, lexicon_of_words, write_lexicon
 from minitf.errors import MinitfError
+from minitf.io import write_text
 from minitf.model.bert import (
     BertForTokenClassification,
     num_parameters,
@@ -59,6 +67,8 @@ from minitf.train.progress import Progress
 TASK_FORMATS = {"segment": "words", "tag": "word-tags", "ner": "conll"}
 # What --select-metric may name per task (keys of score()); auto: the first, the task's score:
 # word F1 (segment), joint segmentation + tag F1 (tag), entity F1 (ner).
+# The lexicon weights tried on validation (minitf/tasks/decode.py; 0: the lexicon off).
+LEXICON_WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
 SELECT_METRICS = {"segment": ("f1", "accuracy", "loss"),
                   "tag": ("joint_f1", "tag_accuracy", "f1", "accuracy", "loss"),
                   "ner": ("f1", "accuracy", "loss")}
@@ -98,6 +108,8 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     lexicon = training_lexicon(splits["train"])
     save = (merged_model_files(model, tokenizer, cfg.model) if lora_modules(model)
             else model_files(model, tokenizer))  # adapters: merged + best/adapter (PEFT)
+    if tagger.kinds is not None:
+        save = with_lexicon(save, lexicon)
     task = Task(model=model, batches=_batches(cfg, windows),
                 loss=_loss(windows, tokenizer, plan, cache, device), save=save,
                 evaluate=(lambda: score(cfg.task, tagger, splits["validation"], lexicon))
@@ -115,7 +127,13 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     if loop.interrupted:
         return result
 
-    # 7. Test the best checkpoint once.
+    # 7. The lexicon's weight, then the best checkpoint tested once.
+    if tagger.kinds is not None and ctx.main:
+        weights = pick_lexicon_weight(cfg, out / "best", splits.get("validation"), lexicon)
+        outputs.log({"type": "lexicon", **weights})
+        progress.say(f"lexicon weight {weights['chosen']:g} (validation {weights['metric']} by "
+                     "weight: " + ", ".join(f"{w:g}: {v:.4f}" for w, v in
+                                            weights["scores"].items()) + ")")
     if "test" in splits and ctx.main:
         result.test = test_best(cfg, out, splits["test"], lexicon)
         outputs.log({"type": "test", "best_epoch": loop.best["epoch"] if loop.best else None,
@@ -125,7 +143,7 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     return result
 
 
-def test_best(cfg: F.FinetuneConfig, out: Path, test: T.Sentences, lexicon: set[str]
+def test_best(cfg: F.FinetuneConfig, out: Path, test: T.Sentences, lexicon: Collection[str]
               ) -> dict[str, Any]:
     best = TokenTagger.from_pretrained(out / "best", max_length=cfg.max_length,
                                        batch_size=cfg.eval_batch_size)
@@ -256,16 +274,54 @@ def _loss(windows: list[T.Window], tokenizer: Any, plan: FreezePlan, cache: Pref
     return loss
 
 
-def training_lexicon(train: T.Sentences) -> set[str]:
-    return {s.text[a:b] for s in train.items for a, b, _ in T.tags_to_spans(s.tags)}
+def training_lexicon(train: T.Sentences) -> Lexicon:
+    """The training words and their counts."""
+    return lexicon_of_words(s.text[a:b] for s in train.items
+                            for a, b, _ in T.tags_to_spans(s.tags))
 
 
-def score(task: str, tagger: TokenTagger, data: T.Sentences, lexicon: set[str]
+def with_lexicon(save: Any, lexicon: Lexicon) -> Any:
+    """Task.save that also writes the lexicon beside the model."""
+    def write(directory: Path) -> None:
+        save(directory)
+        write_lexicon(Path(directory) / LEXICON_FILE, lexicon)
+    return write
+
+
+def pick_lexicon_weight(cfg: F.FinetuneConfig, best: Path, validation: T.Sentences | None,
+                        lexicon: Lexicon) -> dict[str, Any]:
+    """The LEXICON_WEIGHTS' validation scores (the model run once, decoded for each weight);
+    the best weight goes into best/config.json (ties: the smaller weight; 0 without
+    validation sentences)."""
+    metric = SELECT_METRICS[cfg.task][0]
+    write_lexicon(best / LEXICON_FILE, lexicon)   # (a run resumed after it finished lacks it)
+    tagger = TokenTagger.from_pretrained(best, max_length=cfg.max_length,
+                                         batch_size=cfg.eval_batch_size)
+    items = [s for s in validation.items if s.units] if validation else []
+    scores: dict[float, float] = {}
+    if items:
+        rows = tagger.scores(items)
+        for weight in LEXICON_WEIGHTS:
+            tagger.lexicon_weight = weight
+            scores[weight] = score_decoded(cfg.task, tagger, items, rows, lexicon)[metric]
+    chosen = max(scores, key=lambda w: (scores[w], -w)) if scores else 0.0
+    config = json.loads((best / "config.json").read_text(encoding="utf-8"))
+    config["minitf_lexicon_weight"] = chosen
+    write_text(best / "config.json", json.dumps(config, indent=2) + "\n")
+    return {"metric": metric, "scores": scores, "chosen": chosen}
+
+
+def score(task: str, tagger: TokenTagger, data: T.Sentences, lexicon: Collection[str]
           ) -> dict[str, Any]:
     """The task's scores on `data` (empty sentences skipped), plus position accuracy."""
     items = [s for s in data.items if s.units]
-    rows = tagger.scores(items)
-    predicted = tagger.decode(rows)
+    return score_decoded(task, tagger, items, tagger.scores(items), lexicon)
+
+
+def score_decoded(task: str, tagger: TokenTagger, items: list[T.Sentence],
+                  rows: list[list[torch.Tensor]], lexicon: Collection[str]) -> dict[str, Any]:
+    """score(), from the sentences' logits (tagger.scores)."""
+    predicted = tagger.decode(rows, items)
     gold = [s.tags for s in items]
     right = sum(p == g for ps, gs in zip(predicted, gold, strict=True)
                 for p, g in zip(ps, gs, strict=True))

@@ -8,6 +8,9 @@ log-probability among the well-formed ones:
 
     allowed_transitions(labels)   which label may start, follow which, and end a sequence
     viterbi(scores, allowed)      the best allowed sequence of each sentence, batched
+    word_kinds(labels)            how a word is spelled in a segmentation label set
+    lexicon_viterbi(...)          the same best sequence, with a bonus for each word the
+                                  lexicon holds (segmentation and joint tagging)
 
 The rules follow from the label names (minitf/data/tokens.py writes them):
 
@@ -20,6 +23,12 @@ The rules follow from the label names (minitf/data/tokens.py writes them):
 
 Transitions carry no learnt weights (no CRF): the model is untouched and loads in transformers
 as before, and with every transition allowed this is exactly argmax.
+
+A lexicon (minitf/data/lexicon.py: the training words, and any user dictionary) adds what a
+character model sees poorly, whether a whole string is a known word. lexicon_viterbi searches
+the segmentations of a sentence into words, each word scored by its labels' log-probabilities
+(B + M... + E, or S) plus `weight` if the lexicon holds it; with weight 0 it returns what
+viterbi returns. `finetune --task segment|tag` picks the weight on validation data.
 """
 
 from __future__ import annotations
@@ -27,7 +36,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from minitf.data.lexicon import Lexicon
 
 CONTINUING = ("M", "E", "I")   # kinds that continue what the previous position opened
 OPENING = ("B", "M", "I")      # kinds after which the word / entity may (or must) go on
@@ -144,3 +156,104 @@ def _viterbi_batch(scores: list[torch.Tensor], allowed: Allowed,
             path.append(label)
         paths.append(path[::-1])
     return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Words with a lexicon
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WordKinds:
+    """The label ids that spell a word of each kind (K kinds: one for B/M/E/S, one per tag X
+    for B-X/I-X): a single-position word, and the first, middle and last position of longer
+    ones."""
+
+    tags: list[str | None]      # (K,) the word's tag
+    single: np.ndarray          # (K,) label ids
+    first: np.ndarray
+    middle: np.ndarray
+    last: np.ndarray
+
+
+def word_kinds(labels: Sequence[str]) -> WordKinds | None:
+    """How words are spelled in `labels`: B/M/E/S, or B-X/I-X (joint segmentation + tagging);
+    None for any other label set (entities: O between them, nothing to look up)."""
+    index = {label: i for i, label in enumerate(labels)}
+    if set(labels) == {"B", "M", "E", "S"}:
+        rows = [(None, index["S"], index["B"], index["M"], index["E"])]
+    else:
+        parsed = [label.partition("-") for label in labels]
+        tags = sorted({tag for kind, dash, tag in parsed if kind == "B" and dash})
+        if not tags or any(not dash or kind not in ("B", "I") for kind, dash, _ in parsed):
+            return None
+        # a tag seen only as one-character words has no I-X: its longer words cannot be spelled
+        rows = [(t, index[f"B-{t}"], index[f"B-{t}"], index.get(f"I-{t}", -1),
+                 index.get(f"I-{t}", -1)) for t in tags]
+    columns = list(zip(*rows, strict=True))
+    return WordKinds(list(columns[0]), *(np.array(c, dtype=np.int64) for c in columns[1:]))
+
+
+def lexicon_viterbi(scores: torch.Tensor, units: Sequence[str], kinds: WordKinds,
+                    lexicon: Lexicon, weight: float) -> list[int]:
+    """The best label ids of one sentence (scores: logits (n, L) of its n positions, units:
+    their text) when a word the lexicon holds scores `weight` more.
+
+    best[j] is the best score of the first j positions cut into whole words. A word (i, j) of
+    kind k adds S (j = i + 1) or B[i] + M[i+1] + ... + M[j-2] + E[j-1]; with cumulative sums
+    C of M that is (best[i] + B[i] - C[i+1]) + (C[j-1] + E[j-1]), so the best start of a word
+    of any length ending at j is a running maximum: O(n·K), plus one step per lexicon match."""
+    n = len(units)
+    if n == 0:
+        return []
+    logp = torch.log_softmax(scores.double(), dim=-1).numpy()
+    never = np.full((n, 1), -np.inf)
+    padded = np.concatenate([logp, never], axis=1)        # label id -1: impossible
+    single, first = padded[:, kinds.single], padded[:, kinds.first]            # (n, K)
+    middle, last = padded[:, kinds.middle], padded[:, kinds.last]
+    cum = np.concatenate([np.zeros((1, len(kinds.tags))), np.cumsum(
+        np.where(np.isfinite(middle), middle, -1e30), axis=0)])                # (n + 1, K)
+    ends: list[list[int]] = [[] for _ in range(n + 1)]   # lexicon words (start) by their end
+    offsets = np.concatenate([[0], np.cumsum([len(u) for u in units])]).tolist()
+    unit_at = {offset: k for k, offset in enumerate(offsets)}
+    for start, end in lexicon.matches("".join(units)):
+        if start in unit_at and end in unit_at:   # whole units only
+            ends[unit_at[end]].append(unit_at[start])
+
+    def word(i: int, j: int) -> np.ndarray:           # (K,) score of the word (i, j) per kind
+        if j - i == 1:
+            return single[i]
+        return first[i] + cum[j - 1] - cum[i + 1] + last[j - 1]
+
+    best = np.full(n + 1, -np.inf)
+    best[0] = 0.0
+    back = [(0, 0)] * (n + 1)                           # (start, kind) of the last word
+    run, run_start = np.full(len(kinds.tags), -np.inf), np.zeros(len(kinds.tags), np.int64)
+    for j in range(1, n + 1):
+        candidates = [(best[j - 1] + single[j - 1], None)]
+        if j >= 2:   # words of two or more positions: the running best start
+            opened = best[j - 2] + first[j - 2] - cum[j - 1]
+            better = opened > run
+            run, run_start = np.where(better, opened, run), np.where(better, j - 2, run_start)
+            candidates.append((run + cum[j - 1] + last[j - 1], run_start))
+        candidates += [(best[i] + word(i, j) + weight, i) for i in ends[j]]
+        for values, starts in candidates:
+            k = int(values.argmax())
+            if values[k] > best[j]:
+                start = j - 1 if starts is None else int(starts if np.isscalar(starts)
+                                                         else starts[k])
+                best[j], back[j] = values[k], (start, k)
+    return _spell(back, n, kinds)
+
+
+def _spell(back: list[tuple[int, int]], n: int, kinds: WordKinds) -> list[int]:
+    """The label ids of the words that the back pointers pick, from the end."""
+    ids: list[int] = []
+    j = n
+    while j > 0:
+        i, k = back[j]
+        inner = [int(kinds.middle[k])] * (j - i - 2)
+        ids[:0] = [int(kinds.single[k])] if j - i == 1 else [int(kinds.first[k]), *inner,
+                                                              int(kinds.last[k])]
+        j = i
+    return ids

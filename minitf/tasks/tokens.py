@@ -24,11 +24,15 @@ from typing import Any
 import torch
 
 from minitf.data import tokens as T
+from minitf.data.lexicon import LEXICON_FILE, Lexicon, read_lexicon
 from minitf.errors import MinitfError
 from minitf.model.bert import BertForTokenClassification
-from minitf.tasks.decode import allowed_transitions, viterbi
+from minitf.tasks.decode import allowed_transitions, lexicon_viterbi, viterbi, word_kinds
 
 DECODERS = ("viterbi", "argmax")
+# The bonus of a lexicon word when nothing picked one on validation data: the middle of the
+# range that helped a character segmenter of People's Daily (2 to 6, benchmarks/tokens.py)
+DEFAULT_LEXICON_WEIGHT = 3.0
 
 
 @dataclass
@@ -65,26 +69,41 @@ class TokenTagger:
                  max_length: int | None = None, batch_size: int = 64, overlap: int = 32,
                  device: torch.device | str = "cpu",
                  autocast: Callable[[], AbstractContextManager] = nullcontext,
-                 decoder: str = "viterbi"):
+                 decoder: str = "viterbi", lexicon: Lexicon | None = None,
+                 lexicon_weight: float | None = None):
         """max_length: tokens per window, [CLS] and [SEP] included (None: the tokenizer's
         model_max_length, which `finetune --task` sets to the windows it trained on: a model
         never trained past position 32 should not be asked about position 100); autocast:
         the context each forward runs in (Precision.autocast for bf16); decoder: "viterbi"
-        (the best well-formed label sequence) or "argmax" (the best label per position)."""
+        (the best well-formed label sequence) or "argmax" (the best label per position);
+        lexicon: words the Viterbi decoder rewards by lexicon_weight each (None: the model's
+        config.json minitf_lexicon_weight, which `finetune` picks on validation data; 0 when
+        it has none): segmentation and joint tagging only (minitf/tasks/decode.py)."""
         if decoder not in DECODERS:
             raise MinitfError(f"--decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+        if lexicon_weight is not None and not 0 <= lexicon_weight < float("inf"):
+            raise MinitfError(f"--lexicon-weight {lexicon_weight}: give a number >= 0 (0 turns "
+                              "the lexicon off)")
         max_length = max_length or tokenizer.model_max_length
         self.model, self.tokenizer, self.autocast = model.eval(), tokenizer, autocast
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.max_length = min(max_length, model.config.max_position_embeddings)
         self.batch_size, self.overlap, self.device = batch_size, overlap, torch.device(device)
         self.decoder, self.allowed = decoder, allowed_transitions(self.labels)
+        self.kinds = word_kinds(self.labels)
+        self.lexicon = lexicon
+        self.lexicon_weight = (model.config.minitf_lexicon_weight or 0.0
+                               if lexicon_weight is None else lexicon_weight)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> TokenTagger:
+    def from_pretrained(cls, directory: str | Path, user_lexicon: str | Path | None = None,
+                        **kwargs: Any) -> TokenTagger:
+        """The model and tokenizer of `directory`, with its lexicon.txt (the training words)
+        and, if given, a user's dictionary file added to it."""
         from minitf.tokenizers.wordpiece import load_tokenizer
         model = BertForTokenClassification.from_pretrained(directory)
-        return cls(model, load_tokenizer(directory), **kwargs)
+        lexicon = model_lexicon(directory, user_lexicon)
+        return cls(model, load_tokenizer(directory), lexicon=lexicon, **kwargs)
 
     @property
     def is_entity_tagger(self) -> bool:
@@ -97,16 +116,27 @@ class TokenTagger:
 
     def predict(self, sentences: Sequence[T.Sentence]) -> list[list[str]]:
         """A label per position of each sentence: the stitched scores, decoded."""
-        return self.decode(self.scores(sentences))
+        return self.decode(self.scores(sentences), sentences)
 
-    def decode(self, scores: Sequence[Sequence[torch.Tensor]]) -> list[list[str]]:
-        """Logits per position (as scores() gives them) → labels: the best well-formed
-        sequence of each sentence, or with decoder="argmax" the best label per position."""
+    @property
+    def uses_lexicon(self) -> bool:
+        return (self.decoder == "viterbi" and self.kinds is not None
+                and self.lexicon is not None and self.lexicon_weight > 0)
+
+    def decode(self, scores: Sequence[Sequence[torch.Tensor]],
+               sentences: Sequence[T.Sentence]) -> list[list[str]]:
+        """Logits per position of each sentence (as scores() gives them) → labels: the best
+        well-formed sequence (with the lexicon's bonus, when there is one), or with
+        decoder="argmax" the best label per position."""
+        matrices = [torch.stack(list(s)) if len(s) else torch.zeros(0, len(self.labels))
+                    for s in scores]
         if self.decoder == "argmax":
-            ids = [[int(row.argmax()) for row in sentence] for sentence in scores]
+            ids = [m.argmax(-1).tolist() for m in matrices]
+        elif self.uses_lexicon:
+            ids = [lexicon_viterbi(m, s.units, self.kinds, self.lexicon, self.lexicon_weight)
+                   for m, s in zip(matrices, sentences, strict=True)]
         else:
-            ids = viterbi([torch.stack(list(s)) if len(s) else torch.zeros(0, len(self.labels))
-                           for s in scores], self.allowed)
+            ids = viterbi(matrices, self.allowed)
         return [[self.labels[i] for i in sentence] for sentence in ids]
 
     @torch.no_grad()
@@ -169,3 +199,15 @@ class TokenTagger:
                  for s, e, kind in T.entity_spans(labels)]
                 for text, where, labels in zip(texts, spans, self.predict(sentences),
                                                strict=True)]
+
+
+def model_lexicon(directory: str | Path, user_lexicon: str | Path | None = None
+                  ) -> Lexicon | None:
+    """The model directory's lexicon.txt (None without one), with `user_lexicon`'s words
+    added."""
+    own = Path(directory, LEXICON_FILE)
+    lexicon = read_lexicon(own) if own.is_file() else None
+    if user_lexicon is None:
+        return lexicon
+    user = read_lexicon(user_lexicon)
+    return user if lexicon is None else lexicon.union(user)

@@ -40,7 +40,9 @@ def brute_force_words(logits, labels, text, lexicon, weight):
             if any(x not in labels for x in spelled):
                 continue
             total = float(sum(logp[t, labels.index(x)] for t, x in enumerate(spelled)))
-            total += weight * sum(b - a > 1 and text[a:b] in lexicon for a, b in words)
+            total += weight * sum(b - a > 1 and text[a:b] in lexicon
+                                  and (tag is None or tag in lexicon.tags.get(text[a:b], {tag}))
+                                  for (a, b), tag in zip(words, word_tags, strict=True))
             if total > best:
                 best, best_labels = total, spelled
     return best_labels
@@ -49,7 +51,9 @@ def brute_force_words(logits, labels, text, lexicon, weight):
 @pytest.mark.parametrize("labels", [SEGMENT, JOINT, ["B-n", "I-n", "B-p"]])
 def test_lexicon_viterbi_is_the_best_segmentation_with_the_bonus(labels):
     generator = torch.Generator().manual_seed(len(labels))
-    lexicon = Lexicon.from_counts({"ab": 3, "abc": 1, "bcd": 2, "de": 1, "a": 5})
+    tagged = Lexicon.from_counts({"ab": 3, "abc": 1, "bcd": 2, "de": 1, "a": 5},
+                                 {"ab": ["v"], "bcd": ["n", "v"], "de": ["p"]})
+    lexicon = tagged if labels != SEGMENT else Lexicon(tagged.counts)
     kinds = word_kinds(labels)
     for text in ("abcde", "a", "bcdab", "eabcd"):
         logits = torch.randn(len(text), len(labels), generator=generator) * 2
@@ -77,6 +81,14 @@ def test_labels_without_words_have_no_kinds():
     assert word_kinds(JOINT).tags == ["n", "v"]
 
 
+def test_a_union_keeps_tags_only_where_both_sides_name_them():
+    mine = Lexicon.from_counts({"发展": 3, "人民": 2, "中国": 1}, {"发展": ["v"], "人民": ["n"]})
+    theirs = Lexicon.from_counts({"发展": 1, "人民": 1, "大数据": 1}, {"发展": ["vn"]})
+    both = mine.union(theirs)
+    assert both.counts == {"发展": 4, "人民": 3, "中国": 1, "大数据": 1}
+    assert both.tags == {"发展": {"v", "vn"}}   # 人民 untagged in theirs: any tag
+
+
 def test_matches_are_every_multi_character_entry_found():
     lexicon = Lexicon.from_counts({"中国": 1, "中国人": 1, "人民": 2, "民": 1, "国人民": 1})
     text = "中国人民中国"
@@ -86,10 +98,13 @@ def test_matches_are_every_multi_character_entry_found():
 
 
 def test_a_lexicon_file_round_trips_and_jieba_reads_it(tmp_path):
-    lexicon = Lexicon.from_counts({"人民": 7, "中国": 7, "的": 30, "改革开放": 1})
+    lexicon = Lexicon.from_counts({"人民": 7, "中国": 7, "的": 30, "改革开放": 1},
+                                  {"中国": ["ns"], "改革开放": ["v", "vn"]})
     path = write_lexicon(tmp_path / "lexicon.txt", lexicon)
-    assert path.read_text(encoding="utf-8").splitlines()[:3] == ["的 30", "中国 7", "人民 7"]
-    assert read_lexicon(path).counts == lexicon.counts
+    assert path.read_text(encoding="utf-8").splitlines() == ["的 30", "中国 7 ns", "人民 7",
+                                                             "改革开放 1 v,vn"]
+    again = read_lexicon(path)
+    assert (again.counts, again.tags) == (lexicon.counts, lexicon.tags)
     jieba = pytest.importorskip("jieba")
     tokenizer = jieba.Tokenizer(dictionary=str(path))
     assert tokenizer.lcut("改革开放的中国", HMM=False) == ["改革开放", "的", "中国"]
@@ -97,8 +112,9 @@ def test_a_lexicon_file_round_trips_and_jieba_reads_it(tmp_path):
 
 def test_read_lexicon_formats_and_errors(tmp_path):
     good = tmp_path / "user.txt"
-    good.write_text("云计算\n区块链 12\n\n大数据 3 n\n云计算 2\n", encoding="utf-8")
-    assert read_lexicon(good).counts == {"云计算": 3, "区块链": 12, "大数据": 3}
+    good.write_text("云计算\n区块链 12\n\n大数据 3 n\n云计算 2\n大数据 1 vn,n\n", encoding="utf-8")
+    assert read_lexicon(good).counts == {"云计算": 3, "区块链": 12, "大数据": 4}
+    assert read_lexicon(good).tags == {"大数据": {"n", "vn"}}
     bad = tmp_path / "bad.txt"
     bad.write_text("云计算\n区块链 many\n", encoding="utf-8")
     with pytest.raises(MinitfError, match=r"bad.txt:2: expected `word`, `word count`"):

@@ -2,14 +2,16 @@
 
     lexicon = Lexicon.from_counts(counter)   # from words and how often they occur
     lexicon = read_lexicon(path)             # one word per line, jieba's dictionary format:
-                                             # `word`, `word count` or `word count tag`
-    write_lexicon(path, lexicon)             # `word count` lines, most frequent first
+                                             # `word`, `word count` or `word count tag[,tag]`
+    write_lexicon(path, lexicon)             # the same lines, most frequent first
     lexicon.matches(text)                    # every (start, end) of a multi-character entry
 
 `finetune --task segment|tag` writes its training words as LEXICON_FILE next to the model;
 the decoder (minitf/tasks/decode.py, lexicon_viterbi) rewards words found in it. Single
 characters are kept in the file but never matched: nearly every character is a word somewhere,
-so one says nothing about where words end.
+so one says nothing about where words end. A tagger's lexicon also lists the tags each word had
+in training (`人民 412 n`, `发展 300 v,vn`): the decoder then rewards the word only with one of
+them. A word without tags is rewarded with any.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ MAX_BYTES = 256 * 2**20   # a dictionary larger than this is refused before it i
 @dataclass
 class Lexicon:
     counts: dict[str, int]                      # word → count (1 when the file gave none)
+    tags: dict[str, frozenset[str]] = field(default_factory=dict)   # word → its tags, if any
     prefixes: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -36,8 +39,10 @@ class Lexicon:
                                   for n in range(1, len(word)))
 
     @classmethod
-    def from_counts(cls, counts: Mapping[str, int]) -> Lexicon:
-        return cls({word: int(n) for word, n in counts.items() if word})
+    def from_counts(cls, counts: Mapping[str, int],
+                    tags: Mapping[str, Iterable[str]] | None = None) -> Lexicon:
+        return cls({word: int(n) for word, n in counts.items() if word},
+                   {word: frozenset(t) for word, t in (tags or {}).items() if word and t})
 
     def __contains__(self, word: object) -> bool:
         return word in self.counts
@@ -49,10 +54,19 @@ class Lexicon:
         return iter(self.counts)
 
     def union(self, other: Lexicon) -> Lexicon:
+        """Both word lists: counts added; a word keeps the tags either gave it (none from one
+        side that lists none: any tag)."""
         merged = dict(self.counts)
         for word, n in other.counts.items():
             merged[word] = merged.get(word, 0) + n
-        return Lexicon(merged)
+        tags = {}
+        for word in merged:
+            mine, theirs = self.tags.get(word), other.tags.get(word)
+            untagged = (word in self.counts and mine is None) or (word in other.counts
+                                                                 and theirs is None)
+            if not untagged:
+                tags[word] = (mine or frozenset()) | (theirs or frozenset())
+        return Lexicon(merged, tags)
 
     def matches(self, text: str) -> list[tuple[int, int]]:
         """(start, end) of every entry of two or more characters found in `text`, overlapping
@@ -68,8 +82,9 @@ class Lexicon:
 
 
 def read_lexicon(path: str | Path, encoding: str = "utf-8") -> Lexicon:
-    """A dictionary file: one entry per line, `word [count [tag]]` separated by whitespace
-    (jieba's format; the tag is ignored); empty lines are skipped."""
+    """A dictionary file: one entry per line, `word [count [tags]]` separated by whitespace
+    (jieba's format; tags: one, or several joined by commas); empty lines are skipped; a word
+    on two lines adds up its counts and tags."""
     path = Path(path)
     if not path.is_file():
         raise MinitfError(f"{path}: no such dictionary file; give a text file with one word "
@@ -83,6 +98,7 @@ def read_lexicon(path: str | Path, encoding: str = "utf-8") -> Lexicon:
         raise MinitfError(f"{path}: not {encoding} text ({error.reason} at byte "
                           f"{error.start}); give --encoding or convert the file") from None
     counts: dict[str, int] = {}
+    tags: dict[str, set[str]] = {}
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
@@ -90,21 +106,30 @@ def read_lexicon(path: str | Path, encoding: str = "utf-8") -> Lexicon:
         if len(fields) > 3 or (len(fields) > 1 and not fields[1].isdigit()):
             raise MinitfError(f"{path}:{number}: expected `word`, `word count` or `word count "
                               f"tag`, got {line.strip()!r:.60}")
-        counts[fields[0]] = counts.get(fields[0], 0) + (int(fields[1]) if len(fields) > 1 else 1)
+        word = fields[0]
+        counts[word] = counts.get(word, 0) + (int(fields[1]) if len(fields) > 1 else 1)
+        if len(fields) == 3:
+            tags.setdefault(word, set()).update(t for t in fields[2].split(",") if t)
     if not counts:
         raise MinitfError(f"{path}: no words in it; give one word per line")
-    return Lexicon(counts)
+    return Lexicon.from_counts(counts, tags)
 
 
 def write_lexicon(path: str | Path, lexicon: Lexicon) -> Path:
-    """`word count` lines, most frequent first (ties in text order): read_lexicon and jieba
-    read it back."""
+    """`word count [tags]` lines, most frequent first (ties in text order): read_lexicon and
+    jieba read it back."""
     rows = sorted(lexicon.counts.items(), key=lambda item: (-item[1], item[0]))
-    return write_text(path, "".join(f"{word} {n}\n" for word, n in rows))
+    return write_text(path, "".join(
+        f"{word} {n}" + (f" {','.join(sorted(lexicon.tags[word]))}\n" if word in lexicon.tags
+                         else "\n") for word, n in rows))
 
 
-def lexicon_of_words(words: Iterable[str]) -> Lexicon:
+def lexicon_of_words(words: Iterable[tuple[str, str | None]]) -> Lexicon:
+    """The lexicon of (word, tag or None) occurrences: counts, and each word's tags."""
     counts: dict[str, int] = {}
-    for word in words:
+    tags: dict[str, set[str]] = {}
+    for word, tag in words:
         counts[word] = counts.get(word, 0) + 1
-    return Lexicon.from_counts(counts)
+        if tag is not None:
+            tags.setdefault(word, set()).add(tag)
+    return Lexicon.from_counts(counts, tags)

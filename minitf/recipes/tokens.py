@@ -275,9 +275,9 @@ def _loss(windows: list[T.Window], tokenizer: Any, plan: FreezePlan, cache: Pref
 
 
 def training_lexicon(train: T.Sentences) -> Lexicon:
-    """The training words and their counts."""
-    return lexicon_of_words(s.text[a:b] for s in train.items
-                            for a, b, _ in T.tags_to_spans(s.tags))
+    """The training words, their counts and (tagging) their tags."""
+    return lexicon_of_words((s.text[a:b], tag) for s in train.items
+                            for a, b, tag in T.tags_to_spans(s.tags))
 
 
 def with_lexicon(save: Any, lexicon: Lexicon) -> Any:

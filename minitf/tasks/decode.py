@@ -197,7 +197,8 @@ def word_kinds(labels: Sequence[str]) -> WordKinds | None:
 def lexicon_viterbi(scores: torch.Tensor, units: Sequence[str], kinds: WordKinds,
                     lexicon: Lexicon, weight: float) -> list[int]:
     """The best label ids of one sentence (scores: logits (n, L) of its n positions, units:
-    their text) when a word the lexicon holds scores `weight` more.
+    their text) when a word the lexicon holds scores `weight` more (a word the lexicon lists
+    with tags: only as one of those tags).
 
     best[j] is the best score of the first j positions cut into whole words. A word (i, j) of
     kind k adds S (j = i + 1) or B[i] + M[i+1] + ... + M[j-2] + E[j-1]; with cumulative sums
@@ -216,7 +217,7 @@ def lexicon_viterbi(scores: torch.Tensor, units: Sequence[str], kinds: WordKinds
     ends: list[list[int]] = [[] for _ in range(n + 1)]   # lexicon words (start) by their end
     offsets = np.concatenate([[0], np.cumsum([len(u) for u in units])]).tolist()
     unit_at = {offset: k for k, offset in enumerate(offsets)}
-    for start, end in lexicon.matches("".join(units)):
+    for start, end in lexicon.matches("".join(units)):  # (character offsets)
         if start in unit_at and end in unit_at:   # whole units only
             ends[unit_at[end]].append(unit_at[start])
 
@@ -224,6 +225,16 @@ def lexicon_viterbi(scores: torch.Tensor, units: Sequence[str], kinds: WordKinds
         if j - i == 1:
             return single[i]
         return first[i] + cum[j - 1] - cum[i + 1] + last[j - 1]
+
+    text, bonuses = "".join(units), {}
+
+    def bonus(i: int, j: int) -> np.ndarray | float:  # (K,) or one bonus for every kind
+        entry = text[offsets[i]:offsets[j]]
+        if entry not in bonuses:
+            tags = lexicon.tags.get(entry)
+            bonuses[entry] = weight if tags is None or kinds.tags == [None] else np.array(
+                [weight if tag in tags else 0.0 for tag in kinds.tags])
+        return bonuses[entry]
 
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
@@ -236,7 +247,7 @@ def lexicon_viterbi(scores: torch.Tensor, units: Sequence[str], kinds: WordKinds
             better = opened > run
             run, run_start = np.where(better, opened, run), np.where(better, j - 2, run_start)
             candidates.append((run + cum[j - 1] + last[j - 1], run_start))
-        candidates += [(best[i] + word(i, j) + weight, i) for i in ends[j]]
+        candidates += [(best[i] + word(i, j) + bonus(i, j), i) for i in ends[j]]
         for values, starts in candidates:
             k = int(values.argmax())
             if values[k] > best[j]:

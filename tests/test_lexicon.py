@@ -15,7 +15,9 @@ from minitf.cli import main
 from minitf.data import tokens as T
 from minitf.data.lexicon import Lexicon, read_lexicon, write_lexicon
 from minitf.errors import MinitfError
+from minitf.recipes.finetune import FinetuneConfig, finetune
 from minitf.tasks.decode import allowed_transitions, lexicon_viterbi, viterbi, word_kinds
+from minitf.tasks.tokens import DEFAULT_LEXICON_WEIGHT, TokenTagger
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -153,6 +155,22 @@ def test_finetune_writes_the_training_words_and_picks_a_weight(segmenter):
     transformers = pytest.importorskip("transformers")
     loaded = transformers.AutoModelForTokenClassification.from_pretrained(run / "best")
     assert loaded.config.num_labels == 4
+
+
+def test_without_validation_the_decoder_uses_the_default_weight(tmp_path):
+    corpus = make_corpus(tmp_path)
+    cfg = FinetuneConfig(task="tag", model=str(corpus / "model"), train=str(corpus / "train.pd"),
+                         validation_fraction=0.0, output=str(tmp_path / "run"), epochs=1,
+                         batch_size=16, lr=3e-3, max_length=16, progress="off")
+    finetune(cfg)
+    for checkpoint in ("best", "last"):
+        directory = tmp_path / "run" / checkpoint
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        assert "minitf_lexicon_weight" not in config
+        tagger = TokenTagger.from_pretrained(directory)
+        assert tagger.uses_lexicon and tagger.lexicon_weight == DEFAULT_LEXICON_WEIGHT
+        assert tagger.lexicon.tags["中国"] == {"ns"}   # a tagger's lexicon keeps the tags
+    assert TokenTagger.from_pretrained(directory, lexicon_weight=0.0).uses_lexicon is False
 
 
 def test_a_user_dictionary_word_comes_out_whole(segmenter, tmp_path, capsys):

@@ -18,7 +18,7 @@ from minitf.io import write_text
 from minitf.model.bert import BertForTokenClassification
 from minitf.model.precision import apply_precision, pick_device
 from minitf.recipes import options as O
-from minitf.tasks.tokens import DEFAULT_LEXICON_WEIGHT, TokenTagger, Word, model_lexicon
+from minitf.tasks.tokens import TokenTagger, Word, model_lexicon
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,12 +59,9 @@ def load_tagger(args: argparse.Namespace) -> TokenTagger:
     model = BertForTokenClassification.from_pretrained(args.model).to(device)
     lexicon = model_lexicon(args.model, args.lexicon)
     model, precision = apply_precision(model, args.precision, device)
-    weight = args.lexicon_weight
-    if weight is None and args.lexicon and model.config.minitf_lexicon_weight is None:
-        weight = DEFAULT_LEXICON_WEIGHT
     return TokenTagger(model, load_tokenizer(args.model), args.max_length, args.batch_size,
                        device=device, autocast=precision.autocast, decoder=args.decoder,
-                       lexicon=lexicon, lexicon_weight=weight)
+                       lexicon=lexicon, lexicon_weight=args.lexicon_weight)
 
 
 def emit(args: argparse.Namespace, texts: list[str], results: list[list[Word]],

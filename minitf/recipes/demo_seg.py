@@ -86,7 +86,9 @@ def _demo_seg(cfg: DemoSegConfig, out: Path) -> list[dict[str, Any]]:
     lexicon = set(S.training_words(train))
     segmenter, seconds = finetune_characters(cfg, "segment", bert, pd, out, say)
     tagger = TokenTagger.from_pretrained(segmenter, batch_size=64)
-    rows = [S.score_segmenter(f"minitf (pre-trained {steps} steps, fine-tuned)",
+    decoding = (f"; training words as lexicon, weight {tagger.lexicon_weight:g}"
+                if tagger.uses_lexicon else "")
+    rows = [S.score_segmenter(f"minitf (pre-trained {steps} steps, fine-tuned{decoding})",
                               minitf_segmenter(tagger), test, lexicon, seconds)]
     tag_dir, tag_seconds = finetune_characters(cfg, "tag", bert, pd, out, say)
     tag_test = read_like(pd / "test.pd", "word-tags", test)

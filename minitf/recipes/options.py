@@ -176,8 +176,7 @@ LEXICON_WEIGHT = Option("lexicon_weight", None, type=float, group="data", check=
                         metavar="W",
                         help="segment / tag: the bonus of a lexicon word (0: off; default: "
                         "the weight fine-tuning picked on validation data, config.json's "
-                        f"minitf_lexicon_weight, or {DEFAULT_LEXICON_WEIGHT} for a --lexicon "
-                        "given to a model that has none)")
+                        f"minitf_lexicon_weight, else {DEFAULT_LEXICON_WEIGHT})")
 ENCODING = Option("encoding", "utf-8", group="data")
 ENCODING_ERRORS = Option("encoding_errors", "strict", group="data",
                          choices=("strict", "replace"),

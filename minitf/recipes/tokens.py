@@ -18,7 +18,8 @@ What differs from classifying a text (minitf/recipes/finetune.py), and only that
     7. lexicon   segment / tag: every checkpoint holds the training words (lexicon.txt); after
                  training, the decoder's bonus for a lexicon word is picked on the validation
                  sentences among LEXICON_WEIGHTS and written to best/config.json
-                 (minitf_lexicon_weight; 0 when it does not help or there is no validation)
+                 (minitf_lexicon_weight; 0 when the lexicon does not help; with no validation
+                 sentences the decoder's default, DEFAULT_LEXICON_WEIGHT)
 
 The optimizer, schedule, loop, checkpoints, resume and the output folder are the same as for
 classification. The validation windows are not cached (each evaluation runs the whole model).
@@ -57,7 +58,7 @@ from minitf.run_folder import RunFolder
 from minitf.tasks import classify as inference
 from minitf.tasks import token_metrics as M
 from minitf.tasks.peft_format import ADAPTER_DIR, merged_model_files, setup_lora
-from minitf.tasks.tokens import TokenTagger
+from minitf.tasks.tokens import DEFAULT_LEXICON_WEIGHT, TokenTagger
 from minitf.train import distributed
 from minitf.train.checkpoint import Outputs
 from minitf.train.freeze import PrefixCache
@@ -131,9 +132,10 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     if tagger.kinds is not None and ctx.main:
         weights = pick_lexicon_weight(cfg, out / "best", splits.get("validation"), lexicon)
         outputs.log({"type": "lexicon", **weights})
-        progress.say(f"lexicon weight {weights['chosen']:g} (validation {weights['metric']} by "
-                     "weight: " + ", ".join(f"{w:g}: {v:.4f}" for w, v in
-                                            weights["scores"].items()) + ")")
+        progress.say(f"lexicon weight {weights['chosen']:g} " + (
+            f"(validation {weights['metric']} by weight: " + ", ".join(
+                f"{w:g}: {v:.4f}" for w, v in weights["scores"].items()) + ")"
+            if weights["scores"] else "(the default: no validation sentences to pick one)"))
     if "test" in splits and ctx.main:
         result.test = test_best(cfg, out, splits["test"], lexicon)
         outputs.log({"type": "test", "best_epoch": loop.best["epoch"] if loop.best else None,
@@ -291,8 +293,8 @@ def with_lexicon(save: Any, lexicon: Lexicon) -> Any:
 def pick_lexicon_weight(cfg: F.FinetuneConfig, best: Path, validation: T.Sentences | None,
                         lexicon: Lexicon) -> dict[str, Any]:
     """The LEXICON_WEIGHTS' validation scores (the model run once, decoded for each weight);
-    the best weight goes into best/config.json (ties: the smaller weight; 0 without
-    validation sentences)."""
+    the best weight goes into best/config.json (ties: the smaller weight). Without validation
+    sentences nothing is written: the decoder uses DEFAULT_LEXICON_WEIGHT."""
     metric = SELECT_METRICS[cfg.task][0]
     write_lexicon(best / LEXICON_FILE, lexicon)   # (a run resumed after it finished lacks it)
     tagger = TokenTagger.from_pretrained(best, max_length=cfg.max_length,
@@ -304,7 +306,9 @@ def pick_lexicon_weight(cfg: F.FinetuneConfig, best: Path, validation: T.Sentenc
         for weight in LEXICON_WEIGHTS:
             tagger.lexicon_weight = weight
             scores[weight] = score_decoded(cfg.task, tagger, items, rows, lexicon)[metric]
-    chosen = max(scores, key=lambda w: (scores[w], -w)) if scores else 0.0
+    if not scores:
+        return {"metric": metric, "scores": scores, "chosen": DEFAULT_LEXICON_WEIGHT}
+    chosen = max(scores, key=lambda w: (scores[w], -w))
     config = json.loads((best / "config.json").read_text(encoding="utf-8"))
     config["minitf_lexicon_weight"] = chosen
     write_text(best / "config.json", json.dumps(config, indent=2) + "\n")

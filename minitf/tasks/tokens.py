@@ -30,8 +30,9 @@ from minitf.model.bert import BertForTokenClassification
 from minitf.tasks.decode import allowed_transitions, lexicon_viterbi, viterbi, word_kinds
 
 DECODERS = ("viterbi", "argmax")
-# The bonus of a lexicon word when nothing picked one on validation data: the middle of the
-# range that helped a character segmenter of People's Daily (2 to 6, benchmarks/tokens.py)
+# The bonus of a lexicon word when nothing picked one on validation data (fine-tuning without
+# validation sentences, a last/ checkpoint): People's Daily's segmenter and tagger picked 3-4
+# and scored within 0.2 points of their best anywhere from 2 to 6 (benchmarks/tokens.py)
 DEFAULT_LEXICON_WEIGHT = 3.0
 
 
@@ -77,8 +78,9 @@ class TokenTagger:
         the context each forward runs in (Precision.autocast for bf16); decoder: "viterbi"
         (the best well-formed label sequence) or "argmax" (the best label per position);
         lexicon: words the Viterbi decoder rewards by lexicon_weight each (None: the model's
-        config.json minitf_lexicon_weight, which `finetune` picks on validation data; 0 when
-        it has none): segmentation and joint tagging only (minitf/tasks/decode.py)."""
+        config.json minitf_lexicon_weight, which `finetune` picks on validation data, else
+        DEFAULT_LEXICON_WEIGHT): segmentation and joint tagging only
+        (minitf/tasks/decode.py)."""
         if decoder not in DECODERS:
             raise MinitfError(f"--decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
         if lexicon_weight is not None and not 0 <= lexicon_weight < float("inf"):
@@ -92,8 +94,9 @@ class TokenTagger:
         self.decoder, self.allowed = decoder, allowed_transitions(self.labels)
         self.kinds = word_kinds(self.labels)
         self.lexicon = lexicon
-        self.lexicon_weight = (model.config.minitf_lexicon_weight or 0.0
-                               if lexicon_weight is None else lexicon_weight)
+        picked = model.config.minitf_lexicon_weight
+        self.lexicon_weight = (lexicon_weight if lexicon_weight is not None else
+                               picked if picked is not None else DEFAULT_LEXICON_WEIGHT)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, user_lexicon: str | Path | None = None,

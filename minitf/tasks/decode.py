@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -207,54 +208,67 @@ def lexicon_viterbi(scores: torch.Tensor, units: Sequence[str], kinds: WordKinds
     n = len(units)
     if n == 0:
         return []
-    logp = torch.log_softmax(scores.double(), dim=-1).numpy()
-    never = np.full((n, 1), -np.inf)
-    padded = np.concatenate([logp, never], axis=1)        # label id -1: impossible
-    single, first = padded[:, kinds.single], padded[:, kinds.first]            # (n, K)
-    middle, last = padded[:, kinds.middle], padded[:, kinds.last]
-    cum = np.concatenate([np.zeros((1, len(kinds.tags))), np.cumsum(
-        np.where(np.isfinite(middle), middle, -1e30), axis=0)])                # (n + 1, K)
-    ends: list[list[int]] = [[] for _ in range(n + 1)]   # lexicon words (start) by their end
-    offsets = np.concatenate([[0], np.cumsum([len(u) for u in units])]).tolist()
-    unit_at = {offset: k for k, offset in enumerate(offsets)}
-    for start, end in lexicon.matches("".join(units)):  # (character offsets)
-        if start in unit_at and end in unit_at:   # whole units only
-            ends[unit_at[end]].append(unit_at[start])
-
-    def word(i: int, j: int) -> np.ndarray:           # (K,) score of the word (i, j) per kind
-        if j - i == 1:
-            return single[i]
-        return first[i] + cum[j - 1] - cum[i + 1] + last[j - 1]
-
-    text, bonuses = "".join(units), {}
-
-    def bonus(i: int, j: int) -> np.ndarray | float:  # (K,) or one bonus for every kind
-        entry = text[offsets[i]:offsets[j]]
-        if entry not in bonuses:
-            tags = lexicon.tags.get(entry)
-            bonuses[entry] = weight if tags is None or kinds.tags == [None] else np.array(
-                [weight if tag in tags else 0.0 for tag in kinds.tags])
-        return bonuses[entry]
-
+    words = _WordScores(scores, kinds)
+    found = _lexicon_words(units, kinds, lexicon, weight)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
     back = [(0, 0)] * (n + 1)                           # (start, kind) of the last word
     run, run_start = np.full(len(kinds.tags), -np.inf), np.zeros(len(kinds.tags), np.int64)
     for j in range(1, n + 1):
-        candidates = [(best[j - 1] + single[j - 1], None)]
+        # (score per kind, where the word starts: one position, or one per kind)
+        candidates: list[tuple[np.ndarray, Any]] = [(best[j - 1] + words.single[j - 1], j - 1)]
         if j >= 2:   # words of two or more positions: the running best start
-            opened = best[j - 2] + first[j - 2] - cum[j - 1]
+            opened = best[j - 2] + words.first[j - 2] - words.cum[j - 1]
             better = opened > run
             run, run_start = np.where(better, opened, run), np.where(better, j - 2, run_start)
-            candidates.append((run + cum[j - 1] + last[j - 1], run_start))
-        candidates += [(best[i] + word(i, j) + bonus(i, j), i) for i in ends[j]]
+            candidates.append((run + words.cum[j - 1] + words.last[j - 1], run_start))
+        candidates += [(best[i] + words(i, j) + bonus, i) for i, bonus in found[j]]
         for values, starts in candidates:
             k = int(values.argmax())
             if values[k] > best[j]:
-                start = j - 1 if starts is None else int(starts if np.isscalar(starts)
-                                                         else starts[k])
-                best[j], back[j] = values[k], (start, k)
+                best[j], back[j] = values[k], (starts if isinstance(starts, int)
+                                               else int(starts[k]), k)
     return _spell(back, n, kinds)
+
+
+class _WordScores:
+    """The log-probability of a word (i, j) of each kind, from the cumulative sums of the
+    middle labels: words(i, j) is (K,)."""
+
+    def __init__(self, scores: torch.Tensor, kinds: WordKinds):
+        logp = torch.log_softmax(scores.double(), dim=-1).numpy()
+        never = np.full((len(logp), 1), -np.inf)
+        padded = np.concatenate([logp, never], axis=1)   # label id -1: impossible
+        self.single, self.first = padded[:, kinds.single], padded[:, kinds.first]  # (n, K)
+        self.middle, self.last = padded[:, kinds.middle], padded[:, kinds.last]
+        self.cum = np.concatenate([np.zeros((1, len(kinds.tags))), np.cumsum(     # (n + 1, K)
+            np.where(np.isfinite(self.middle), self.middle, -1e30), axis=0)])
+
+    def __call__(self, i: int, j: int) -> np.ndarray:
+        if j - i == 1:
+            return self.single[i]
+        return self.first[i] + self.cum[j - 1] - self.cum[i + 1] + self.last[j - 1]
+
+
+def _lexicon_words(units: Sequence[str], kinds: WordKinds, lexicon: Lexicon, weight: float
+                   ) -> list[list[tuple[int, Any]]]:
+    """For each end position j, the lexicon words (i, j) made of whole units: (i, bonus), the
+    bonus one number, or (K,) when the lexicon names the word's tags."""
+    text = "".join(units)
+    offsets = np.concatenate([[0], np.cumsum([len(u) for u in units])]).tolist()
+    unit_at = {offset: k for k, offset in enumerate(offsets)}
+    bonuses: dict[str, Any] = {}
+    found: list[list[tuple[int, Any]]] = [[] for _ in range(len(units) + 1)]
+    for start, end in lexicon.matches(text):            # character offsets
+        if start not in unit_at or end not in unit_at:
+            continue
+        entry = text[start:end]
+        if entry not in bonuses:
+            tags = lexicon.tags.get(entry)
+            bonuses[entry] = weight if tags is None or kinds.tags == [None] else np.array(
+                [weight if tag in tags else 0.0 for tag in kinds.tags])
+        found[unit_at[end]].append((unit_at[start], bonuses[entry]))
+    return found
 
 
 def _spell(back: list[tuple[int, int]], n: int, kinds: WordKinds) -> list[int]:

@@ -26,7 +26,8 @@ functions (minitf/recipes/demo_zh_rows.py): TF-IDF char 1-3-grams + logistic reg
 texts, snownlp's Naive Bayes retrained on the same rows (here: benchmark-only), the model
 without pre-training, the pre-trained model (--model, or pre-trained here for
 --pretrain-minutes with the demo's recipe) with the classifier head, with the prompt, with the
-prompt + self-training, and the zero-shot prompt. Mean ± sd over the seeds, wall time of each
+prompt + self-training, with the prompt taught by TF-IDF (self-training with --teacher tfidf),
+and the zero-shot prompt. Mean ± sd over the seeds, wall time of each
 cell; cells are kept in --work/curve-rows.json so the command can be run in parts (--systems,
 --labels), each run adding its cells.
 """
@@ -181,7 +182,7 @@ def speed(args: argparse.Namespace) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 SYSTEMS = ("tfidf", "tfidf+self-train", "naive-bayes", "scratch", "head", "prompt",
-           "prompt+self-train", "zero-shot")
+           "prompt+self-train", "prompt+tfidf-teacher", "scratch+tfidf-teacher", "zero-shot")
 EPOCHS = {500: 10, 2000: 5, 0: 3}  # fine-tuning epochs per label count (0: all); else 3
 
 
@@ -270,6 +271,16 @@ def curve_setup(args: argparse.Namespace, work: Path) -> object:
     return Setup(files, work, work / "bert", work / "bert-init", done, recipe)
 
 
+def student_epochs(rows: list[dict]) -> str:
+    """How many epochs each self-training system's students trained, from the rows."""
+    found: dict[str, set[int]] = {}
+    for r in rows:
+        if r.get("student_epochs"):
+            found.setdefault(r["system"], set()).add(r["student_epochs"])
+    return "; ".join(f"{'/'.join(map(str, sorted(e)))} epoch(s) for {system}"
+                     for system, e in found.items()) or "(no self-training row)"
+
+
 def curve(args: argparse.Namespace) -> Path:
     """Every (seed, label count, system) cell, kept in --work/curve-rows.json so the command
     can be run in parts (a cell already there is not run again), then the table."""
@@ -340,9 +351,9 @@ def write_curve(args: argparse.Namespace, setup: object, rows: list[dict], count
         f"{model}. Fine-tuning: all layers, lr {cfg.finetune_lr:g}, batch 32, "
         + ", ".join(f"{e} epochs for {c or 'all'}" for c, e in EPOCHS.items())
         + f", best epoch on validation.csv; prompt `{cfg.template}` with "
-        f"`{cfg.verbalizer}`; self-training: one round, the student {cfg.student_epochs} "
-        "epoch(s) on the labelled rows + the other training texts (soft labels); TF-IDF "
-        "+ self-training: the same recipe with minitf/tasks/tfidf.py. Systems: "
+        f"`{cfg.verbalizer}`; self-training: one round, the student "
+        + student_epochs(rows) + " on the labelled rows + the other training texts (soft "
+        "labels); TF-IDF + self-training: the same recipe with minitf/tasks/tfidf.py. Systems: "
         "minitf/recipes/demo_zh_rows.py.",
         f"1-minute load average after each cell: {min(loads):.1f}–{max(loads):.1f} on "
         f"{os.cpu_count()} cores (this machine is shared: above 2, other jobs took CPU time "

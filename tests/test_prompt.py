@@ -241,6 +241,42 @@ def test_a_killed_self_training_resumes_to_the_same_student(files, tmp_path, mon
         self_train(tmp_path / "elsewhere")
 
 
+def test_a_tfidf_teacher_labels_the_unlabelled_texts(files, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from minitf.recipes import self_train as ST
+    from minitf.tasks.tfidf import TfidfClassifier
+
+    taught = []
+    original = ST.tfidf_soft_labels
+    monkeypatch.setattr(ST, "tfidf_soft_labels",
+                        lambda *args: taught.append(original(*args)) or taught[-1])
+    unlabelled = unlabelled_file(tmp_path / "u.txt")
+    result = run(files, tmp_path / "whole", unlabelled=str(unlabelled), teacher="tfidf")
+    out = tmp_path / "whole"
+    assert not (out / "teacher").exists() and (out / "student-1" / "best").is_dir()
+    assert result.history[0]["samples"] == 144 + 80   # 160 - 16 validation + the unlabelled
+    # the teacher: TF-IDF on the rows the student trains on, classes in the student's order
+    cfg = FT.FinetuneConfig(train=str(files["train"]), output=str(tmp_path / "x"))
+    splits = FT.load_splits(cfg, say=lambda *a: None)
+    assert len(splits.train) == 144 and splits.labels == result.label_names
+    texts = unlabelled.read_text().splitlines()
+    expected = TfidfClassifier().fit(splits.train.texts, splits.targets["train"],
+                                     2).predict_proba(texts)
+    torch.testing.assert_close(taught[0], expected.float())
+    # killed inside the student, resumed: the same student
+    cut = run(files, tmp_path / "cut", unlabelled=str(unlabelled), teacher="tfidf",
+              stop_after_steps=5)
+    assert cut.interrupted
+    run(files, tmp_path / "cut", unlabelled=str(unlabelled), teacher="tfidf", resume=True)
+    weights = [load_file(tmp_path / d / "student-1" / "last" / "model.safetensors")
+               for d in ("whole", "cut")]
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6) for k in weights[0])
+    with pytest.raises(MinitfError, match="--teacher tfidf chooses the teacher of self-training"):
+        run(files, tmp_path / "alone", teacher="tfidf")
+    assert not (tmp_path / "alone").exists()
+
+
 def test_soft_targets_are_cross_entropy_against_probabilities():
     from minitf.model.bert import classification_loss
     logits = torch.randn(4, 3)

@@ -10,13 +10,16 @@ implementation per computation).
     head+self-train     `head` as the teacher; its probabilities on the other training texts
     prompt+self-train   (labels unused) as soft targets; a student from the pre-trained model
                         on both (minitf/recipes/self_train.py's pieces) for `student_epochs`
+    prompt+tfidf-teacher  the same student, taught by `tfidf` instead: `minitf finetune
+                        --prompt ... --unlabelled FILE --teacher tfidf --epochs student_epochs`
+    scratch+tfidf-teacher the same with `scratch` as the student: what pre-training adds to it
     zero-shot           the prompt on the pre-trained model, no training (labels: 0)
     minilm              MiniLM (English vocabulary), top layer fine-tuned
 
 A row: {"system", "name", "labels", "test_accuracy", "macro_f1", "seconds" (its wall time, a
 self-training row's includes its teacher), "seed", "pretraining_steps", "pretraining_minutes"
-(0 steps: not pre-trained; None: no BERT in it), "epochs", "directory" (the fine-tuned
-model, None for the others)}.
+(0 steps: not pre-trained; None: no BERT in it), "epochs", "student_epochs" (a student's, for
+the rows that train one), "directory" (the fine-tuned model, None for the others)}.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ NAMES = {
     "prompt": "pre-trained here, prompt",
     "head+self-train": "pre-trained here, head + self-training",
     "prompt+self-train": "pre-trained here, prompt + self-training",
+    "prompt+tfidf-teacher": "pre-trained here, prompt, taught by TF-IDF",
+    "scratch+tfidf-teacher": "same shape, no pre-training (head), taught by TF-IDF",
     "zero-shot": "pre-trained here, prompt, zero-shot (no labels)",
     "minilm": "MiniLM (English vocabulary, top layer)",
 }
-METHODS = ("head", "prompt", "head+self-train", "prompt+self-train")
+METHODS = ("head", "prompt", "head+self-train", "prompt+self-train", "prompt+tfidf-teacher")
 
 
 @dataclass
@@ -96,11 +101,13 @@ def label_subset(setup: Setup, count: int, seed: int | None) -> tuple[Path, D.Ex
     return path, rows, D.Examples(others, [None] * len(others))
 
 
-def csv_text(rows: D.Examples) -> str:
+def csv_text(rows: D.Examples, columns: tuple[str, ...] = ("text", "label")) -> str:
+    """The rows as CSV: text,label, or with columns=("text",) the texts alone (unlabelled)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["text", "label"])
-    writer.writerows(zip(rows.texts, rows.labels, strict=True))
+    writer.writerow(columns)
+    writer.writerows(zip(rows.texts, rows.labels, strict=True) if len(columns) > 1
+                     else ([text] for text in rows.texts))
     return out.getvalue()
 
 
@@ -113,13 +120,15 @@ def run_row(setup: Setup, system: str, count: int, epochs: int, seed: int | None
                           f"{', '.join(NAMES)}")
     started = time.perf_counter()
     path, rows, unlabelled = label_subset(setup, count, seed)
-    if system.endswith("+self-train") and not len(unlabelled):
+    if system.endswith(("+self-train", "+tfidf-teacher")) and not len(unlabelled):
         return None
     if system.startswith("tfidf"):
         metrics = tfidf_metrics(setup, rows, unlabelled if "self-train" in system else None)
         bert = None
     elif system == "zero-shot":
         metrics, bert = zero_shot(setup), setup.pretraining
+    elif system.endswith("+tfidf-teacher"):
+        metrics, bert = taught_by_tfidf(setup, system, path, unlabelled, count, seed)
     else:
         metrics, bert = fine_tuned(setup, system, path, unlabelled, count, epochs, seed)
     return {"system": system, "name": NAMES[system],
@@ -128,6 +137,8 @@ def run_row(setup: Setup, system: str, count: int, epochs: int, seed: int | None
             "seconds": time.perf_counter() - started + metrics.get("teacher_seconds", 0.0),
             "seed": seed,
             "epochs": None if system.startswith(("tfidf", "zero")) else epochs,
+            "student_epochs": (setup.cfg.student_epochs if "+" in system
+                               and not system.startswith("tfidf") else None),
             "pretraining_steps": None if bert is None else bert["steps"],
             "pretraining_minutes": None if bert is None else bert["minutes"],
             "directory": metrics.get("directory")}
@@ -193,6 +204,23 @@ def fine_tuned(setup: Setup, system: str, path: Path, unlabelled: D.Examples, co
                                                                        setup.pretraining)
     return {**result.test, "directory": directory,
             "teacher_seconds": teacher_seconds if reused else 0.0}, bert
+
+
+def taught_by_tfidf(setup: Setup, system: str, path: Path, unlabelled: D.Examples, count: int,
+                    seed: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The self-training recipe with a TF-IDF teacher (minitf/recipes/self_train.py): TF-IDF
+    fitted on the labelled rows soft-labels the other training texts, a student from the
+    pre-trained model trains on both for `student_epochs`."""
+    from minitf.recipes.finetune import finetune
+
+    cfg = finetune_config(setup, system.split("+")[0], path, count, setup.cfg.student_epochs,
+                          seed)
+    texts = setup.out / "data" / f"unlabelled-{count}-{'first' if seed is None else seed}.csv"
+    if not texts.is_file():
+        write_text(texts, csv_text(unlabelled, columns=("text",)))
+    directory = cfg.output + "-tfidf-teacher"
+    result = finetune(replace(cfg, output=directory, unlabelled=str(texts), teacher="tfidf"))
+    return {**result.test, "directory": directory + "/student-1"}, setup.pretraining
 
 
 def zero_shot(setup: Setup) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class FinetuneConfig:
     prompt: str | None = O.PROMPT.field()
     verbalizer: str | None = O.VERBALIZER.field()
     unlabelled: str | None = O.UNLABELLED.field()
+    teacher: str = O.TEACHER.field()
     self_train_rounds: int = O.SELF_TRAIN_ROUNDS.field()
     adapter: str | None = O.ADAPTER.field(help="a PEFT LoRA adapter directory to continue "
                                           "training", group=O.LORA.group)
@@ -142,7 +143,7 @@ def finetune(cfg: FinetuneConfig, tokenizer: Any = None,
     `soft`: unlabelled examples and their class probabilities, trained on besides the labels."""
     if cfg.unlabelled:
         check_config(cfg)
-        return self_train(cfg, finetune, tokenizer)
+        return self_train(cfg, finetune, load_splits, tokenizer)
     with distributed.start(cfg.device, cfg.dist_timeout) as ctx, \
             RunFolder(cfg.output, "finetune", ctx.main) as folder:
         if cfg.task != "classify":  # a label per position: minitf/recipes/tokens.py
@@ -237,6 +238,9 @@ def check_config(cfg: FinetuneConfig) -> None:
     if cfg.task != "classify" and (cfg.prompt or cfg.verbalizer or cfg.unlabelled):
         raise MinitfError(f"--prompt, --verbalizer and --unlabelled classify texts; they do not "
                           f"apply to --task {cfg.task}")
+    if cfg.teacher != "model" and not cfg.unlabelled:
+        raise MinitfError(f"--teacher {cfg.teacher} chooses the teacher of self-training: give "
+                          "--unlabelled FILE with it")
     if cfg.eval_batch_size < 1:
         raise MinitfError("eval_batch_size must be at least 1")
     if cfg.metric not in O.SELECT_METRICS:

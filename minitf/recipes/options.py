@@ -216,6 +216,12 @@ UNLABELLED = Option("unlabelled", group="self-training (minitf/recipes/self_trai
                     metavar="FILE",
                     help="unlabelled texts (one per line, or a CSV/TSV/JSONL text column): a "
                     "teacher trained on the labels soft-labels them, a student trains on both")
+TEACHERS = ("model", "tfidf")
+TEACHER = Option("teacher", "model", group=UNLABELLED.group, choices=TEACHERS, resume=True,
+                 help="who labels the unlabelled texts first: model, the recipe fine-tuned on "
+                 "the labels; tfidf, TF-IDF character 1-3-grams + logistic regression fitted on "
+                 "the same labels in seconds (minitf/tasks/tfidf.py), often the better teacher "
+                 "for a small pre-trained model (default: %(default)s)")
 SELF_TRAIN_ROUNDS = Option("self_train_rounds", 1, group=UNLABELLED.group, check=at_least(1),
                            help="students trained, each taught by the previous model "
                            "(default: %(default)s)")

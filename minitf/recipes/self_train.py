@@ -2,11 +2,18 @@
 pseudo-labels), for the classifier head and the prompt path (--prompt) alike.
 
     round 0   the teacher: the ordinary recipe (minitf/recipes/finetune.py) on the labels
-              → OUTPUT/teacher
+              → OUTPUT/teacher; or with --teacher tfidf, TF-IDF character 1-3-grams + logistic
+              regression fitted on the same labelled rows (minitf/tasks/tfidf.py; a pair is
+              one text, its two sides joined by a tab), nothing written
     round k   soft labels: the previous model's class probabilities on every unlabelled text;
               a student, started again from --model, trains on the labelled rows (one-hot
               targets) and the unlabelled ones (soft targets: cross-entropy against the
               probabilities) → OUTPUT/student-k; it is the teacher of round k + 1
+
+Why a TF-IDF teacher: with a few hundred labels a small pre-trained model is a worse
+classifier than TF-IDF, and its soft labels teach a student less than TF-IDF's do; the student
+(pre-trained, so it brings what it learnt from text) can then beat its teacher
+(benchmarks/results/pretrain-curve-*.md).
 
 Defaults: one round (--self-train-rounds 1), plain probabilities (temperature 1, no
 confidence threshold), the same settings (epochs, lr, batch size, ...) for teacher and
@@ -40,9 +47,10 @@ from minitf.train.distributed import from_environment
 TEACHER, STUDENT = "teacher", "student-{}"
 
 
-def self_train(cfg: Any, finetune: Any, tokenizer: Any = None) -> Any:
+def self_train(cfg: Any, finetune: Any, load_splits: Any, tokenizer: Any = None) -> Any:
     """Teacher, then cfg.self_train_rounds students (see the module docstring); returns the
-    last student's FinetuneResult. `finetune` is minitf.recipes.finetune.finetune."""
+    last student's FinetuneResult. `finetune` and `load_splits` are minitf.recipes.finetune's
+    (passed in: that module imports this one)."""
     if from_environment()[1] > 1:
         raise MinitfError("--unlabelled under torchrun is not supported yet: run the "
                           "self-training in one process")
@@ -52,18 +60,23 @@ def self_train(cfg: Any, finetune: Any, tokenizer: Any = None) -> Any:
     unlabelled = read_unlabelled(cfg)
     warn_overlap(cfg, unlabelled)
     with RunFolder(cfg.output, "finetune") as folder:
-        folder.check(cfg.resume, cfg.overwrite, holds=(TEACHER,))
+        folder.check(cfg.resume, cfg.overwrite, holds=(TEACHER, STUDENT.format(1)))
         out = folder.open()
         say = print if cfg.progress != "off" else (lambda *a: None)
-        say(f"self-training: teacher on the labels, then {cfg.self_train_rounds} student "
-            f"round(s) with {len(unlabelled)} unlabelled texts from {cfg.unlabelled}")
-        base = replace(cfg, unlabelled=None)
-        result = finetune(one_run(base, out / TEACHER), tokenizer)
-        previous = out / TEACHER
+        say(f"self-training: a {cfg.teacher} teacher on the labels, then "
+            f"{cfg.self_train_rounds} student round(s) with {len(unlabelled)} unlabelled texts "
+            f"from {cfg.unlabelled}")
+        base = replace(cfg, unlabelled=None, teacher="model")   # each run: the plain recipe
+        result, previous = None, None
+        if cfg.teacher == "tfidf":
+            probs = tfidf_soft_labels(base, load_splits, unlabelled)
+        else:
+            result, previous = finetune(one_run(base, out / TEACHER), tokenizer), out / TEACHER
         for k in range(1, cfg.self_train_rounds + 1):
-            if result.interrupted:
+            if result is not None and result.interrupted:
                 return result
-            probs = soft_labels(previous / "best", unlabelled, cfg)
+            if previous is not None:
+                probs = soft_labels(previous / "best", unlabelled, cfg)
             result = finetune(one_run(base, out / STUDENT.format(k)), tokenizer,
                               soft=(unlabelled, probs))
             previous = out / STUDENT.format(k)
@@ -120,6 +133,25 @@ def soft_labels(model_dir: Path, unlabelled: D.Examples, cfg: Any) -> torch.Tens
     data = inference.encode_examples(model, unlabelled, tokenizer, None, cfg.max_length)
     logits = inference.predict_logits(model, data, batch_size=cfg.eval_batch_size)
     return logits.float().softmax(-1)
+
+
+def tfidf_soft_labels(cfg: Any, load_splits: Any, unlabelled: D.Examples) -> torch.Tensor:
+    """TF-IDF + logistic regression fitted on the labelled training rows (those the student
+    trains on: after --validation-fraction and --max-train-samples), its class probabilities
+    (n, num_labels) on the unlabelled texts, classes in the student's order."""
+    from minitf.tasks.tfidf import TfidfClassifier
+
+    splits = load_splits(cfg, say=lambda *a: None)
+    model = TfidfClassifier().fit(joined(splits.train), splits.targets["train"],
+                                  len(splits.labels))
+    return model.predict_proba(joined(unlabelled)).float()
+
+
+def joined(examples: D.Examples) -> list[str]:
+    """The texts, a pair's two sides joined by a tab (one bag of character n-grams)."""
+    if examples.pairs is None:
+        return list(examples.texts)
+    return [f"{a}\t{b}" for a, b in zip(examples.texts, examples.pairs, strict=True)]
 
 
 def with_soft_examples(train: D.Encoded, soft: D.Encoded, probs: torch.Tensor,

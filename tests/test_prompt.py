@@ -268,6 +268,8 @@ def test_a_tfidf_teacher_labels_the_unlabelled_texts(files, tmp_path, monkeypatc
     cut = run(files, tmp_path / "cut", unlabelled=str(unlabelled), teacher="tfidf",
               stop_after_steps=5)
     assert cut.interrupted
+    with pytest.raises(MinitfError, match="self-trained with --teacher tfidf"):
+        run(files, tmp_path / "cut", unlabelled=str(unlabelled), resume=True)
     run(files, tmp_path / "cut", unlabelled=str(unlabelled), teacher="tfidf", resume=True)
     weights = [load_file(tmp_path / d / "student-1" / "last" / "model.safetensors")
                for d in ("whole", "cut")]

@@ -30,6 +30,7 @@ deterministic), and the runs not yet started start. Not under torchrun yet.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -40,11 +41,13 @@ import torch
 from minitf.data import examples as D
 from minitf.data.text import TABLE_SUFFIXES, read_documents
 from minitf.errors import MinitfError
+from minitf.io import write_text
 from minitf.run_folder import RunFolder
 from minitf.tasks import classify as inference
 from minitf.train.distributed import from_environment
 
 TEACHER, STUDENT = "teacher", "student-{}"
+RECORD = "self-training.json"   # the run's teacher kind, checked by --resume
 
 
 def self_train(cfg: Any, finetune: Any, load_splits: Any, tokenizer: Any = None) -> Any:
@@ -62,6 +65,7 @@ def self_train(cfg: Any, finetune: Any, load_splits: Any, tokenizer: Any = None)
     with RunFolder(cfg.output, "finetune") as folder:
         folder.check(cfg.resume, cfg.overwrite, holds=(TEACHER, STUDENT.format(1)))
         out = folder.open()
+        check_same_teacher(cfg, out)
         say = print if cfg.progress != "off" else (lambda *a: None)
         say(f"self-training: a {cfg.teacher} teacher on the labels, then "
             f"{cfg.self_train_rounds} student round(s) with {len(unlabelled)} unlabelled texts "
@@ -82,6 +86,19 @@ def self_train(cfg: Any, finetune: Any, load_splits: Any, tokenizer: Any = None)
             previous = out / STUDENT.format(k)
         say(f"self-training done: the final model is {previous / 'best'}")
         return result
+
+
+def check_same_teacher(cfg: Any, out: Path) -> None:
+    """--resume continues a self-training only with the teacher it started with (recorded in
+    OUTPUT/self-training.json)."""
+    record = out / RECORD
+    if cfg.resume and record.is_file():
+        started = json.loads(record.read_text(encoding="utf-8")).get("teacher", "model")
+        if started != cfg.teacher:
+            raise MinitfError(f"--resume: {out} was self-trained with --teacher {started}; "
+                              f"resume with --teacher {started}, or start again with "
+                              "--overwrite")
+    write_text(record, json.dumps({"teacher": cfg.teacher}) + "\n")
 
 
 def one_run(base: Any, directory: Path) -> Any:

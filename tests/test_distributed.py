@@ -217,7 +217,9 @@ def test_a_stalled_rank_makes_the_other_time_out(files, tmp_path):
         arguments(files, tmp_path / "out", "--dist-timeout", "4"), ENDS_WITHIN,
         MINITF_TEST_KILL_RANK="1", MINITF_TEST_KILL_STEP="3", MINITF_TEST_KILL_SIGNAL="SIGSTOP")
     try:
-        assert code == 2 and seconds < ENDS_WITHIN
+        # (once in a fresh-clone CI run, 2026-12-07, rank 0 ended by SIGABRT instead: the
+        # output below is what the next such failure needs to show)
+        assert code == 2 and seconds < ENDS_WITHIN, (code, seconds, err[-3000:])
         assert "failed or timed out (--dist-timeout 4 s)" in err
     finally:
         victim.kill()  # it is stopped (SIGSTOP); SIGKILL still ends it

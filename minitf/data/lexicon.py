@@ -1,6 +1,7 @@
 """A word list for segmentation: the training words a segmenter saw, or a user's dictionary.
 
     lexicon = Lexicon.from_counts(counter)   # from words and how often they occur
+    lexicon = training_lexicon(sentences)    # the words (and tags) of labelled sentences
     lexicon = read_lexicon(path)             # one word per line, jieba's dictionary format:
                                              # `word`, `word count` or `word count tag[,tag]`
     write_lexicon(path, lexicon)             # the same lines, most frequent first
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minitf.data import tokens as T
 from minitf.errors import MinitfError
 from minitf.io import write_text
 
@@ -59,13 +61,10 @@ class Lexicon:
         merged = dict(self.counts)
         for word, n in other.counts.items():
             merged[word] = merged.get(word, 0) + n
-        tags = {}
-        for word in merged:
-            mine, theirs = self.tags.get(word), other.tags.get(word)
-            untagged = (word in self.counts and mine is None) or (word in other.counts
-                                                                 and theirs is None)
-            if not untagged:
-                tags[word] = (mine or frozenset()) | (theirs or frozenset())
+        sides = (self, other)
+        tags = {word: frozenset().union(*(side.tags.get(word, ()) for side in sides))
+                for word in merged
+                if all(word in side.tags for side in sides if word in side.counts)}
         return Lexicon(merged, tags)
 
     def matches(self, text: str) -> list[tuple[int, int]]:
@@ -124,12 +123,14 @@ def write_lexicon(path: str | Path, lexicon: Lexicon) -> Path:
                          else "\n") for word, n in rows))
 
 
-def lexicon_of_words(words: Iterable[tuple[str, str | None]]) -> Lexicon:
-    """The lexicon of (word, tag or None) occurrences: counts, and each word's tags."""
+def training_lexicon(train: T.Sentences) -> Lexicon:
+    """The words of labelled sentences, how often each occurs and (word-tags) its tags."""
     counts: dict[str, int] = {}
     tags: dict[str, set[str]] = {}
-    for word, tag in words:
-        counts[word] = counts.get(word, 0) + 1
-        if tag is not None:
-            tags.setdefault(word, set()).add(tag)
+    for sentence in train.items:
+        for start, end, tag in T.tags_to_spans(sentence.tags):
+            word = sentence.text[start:end]
+            counts[word] = counts.get(word, 0) + 1
+            if tag is not None:
+                tags.setdefault(word, set()).add(tag)
     return Lexicon.from_counts(counts, tags)

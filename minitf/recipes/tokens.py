@@ -40,7 +40,7 @@ import torch
 
 from minitf.data import tokens as T
 from minitf.data.examples import Encoded, batch_plan
-from minitf.data.lexicon import LEXICON_FILE, Lexicon, lexicon_of_words, write_lexicon
+from minitf.data.lexicon import LEXICON_FILE, Lexicon, training_lexicon, write_lexicon
 from minitf.errors import MinitfError
 from minitf.io import write_text
 from minitf.model.bert import (
@@ -87,8 +87,7 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     splits = load_token_splits(cfg, progress.say)
     model_dir = resolve_model_dir(cfg.model)
     tokenizer = tokenizer or inference.load_tokenizer(model_dir)
-    fingerprint = hashlib.sha1("\n".join(f"{s.text}\t{' '.join(s.tags)}" for s in
-                                         splits["train"].items).encode()).hexdigest()
+    fingerprint = training_fingerprint(splits["train"])
     if state is not None and state["fingerprint"] != fingerprint:
         raise MinitfError(f"{cfg.train} changed since the checkpoint was written; --resume "
                           "needs the same training data")
@@ -107,10 +106,7 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     # 3.-6. Optimizer, schedule, the loop.
     step = F.build_step(cfg, model, len(windows), device, ctx)
     lexicon = training_lexicon(splits["train"])
-    save = (merged_model_files(model, tokenizer, cfg.model) if lora_modules(model)
-            else model_files(model, tokenizer))  # adapters: merged + best/adapter (PEFT)
-    if tagger.kinds is not None:
-        save = with_lexicon(save, lexicon)
+    save = checkpoint_files(cfg, model, tokenizer, lexicon if tagger.kinds is not None else None)
     task = Task(model=model, batches=_batches(cfg, windows),
                 loss=_loss(windows, tokenizer, plan, cache, device), save=save,
                 evaluate=(lambda: score(cfg.task, tagger, splits["validation"], lexicon))
@@ -132,10 +128,7 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
     if tagger.kinds is not None and ctx.main:
         weights = pick_lexicon_weight(cfg, out / "best", splits.get("validation"), lexicon)
         outputs.log({"type": "lexicon", **weights})
-        progress.say(f"lexicon weight {weights['chosen']:g} " + (
-            f"(validation {weights['metric']} by weight: " + ", ".join(
-                f"{w:g}: {v:.4f}" for w, v in weights["scores"].items()) + ")"
-            if weights["scores"] else "(the default: no validation sentences to pick one)"))
+        progress.say(describe_lexicon(weights))
     if "test" in splits and ctx.main:
         result.test = test_best(cfg, out, splits["test"], lexicon)
         outputs.log({"type": "test", "best_epoch": loop.best["epoch"] if loop.best else None,
@@ -143,6 +136,12 @@ def finetune_tokens(cfg: F.FinetuneConfig, tokenizer: Any, ctx: distributed.Cont
         progress.say("test (best checkpoint): " + describe(result.test))
     outputs.plot()
     return result
+
+
+def training_fingerprint(train: T.Sentences) -> str:
+    """What --resume compares: a hash of the training sentences and their labels."""
+    return hashlib.sha1("\n".join(f"{s.text}\t{' '.join(s.tags)}"
+                                   for s in train.items).encode()).hexdigest()
 
 
 def test_best(cfg: F.FinetuneConfig, out: Path, test: T.Sentences, lexicon: Collection[str]
@@ -276,17 +275,17 @@ def _loss(windows: list[T.Window], tokenizer: Any, plan: FreezePlan, cache: Pref
     return loss
 
 
-def training_lexicon(train: T.Sentences) -> Lexicon:
-    """The training words, their counts and (tagging) their tags."""
-    return lexicon_of_words((s.text[a:b], tag) for s in train.items
-                            for a, b, tag in T.tags_to_spans(s.tags))
+def checkpoint_files(cfg: F.FinetuneConfig, model: BertForTokenClassification, tokenizer: Any,
+                     lexicon: Lexicon | None) -> Any:
+    """Task.save: the model's Hugging Face directory (with adapters: merged, and best/adapter
+    in PEFT's format), and the lexicon beside it when there is one (segment / tag)."""
+    save = (merged_model_files(model, tokenizer, cfg.model) if lora_modules(model)
+            else model_files(model, tokenizer))
 
-
-def with_lexicon(save: Any, lexicon: Lexicon) -> Any:
-    """Task.save that also writes the lexicon beside the model."""
     def write(directory: Path) -> None:
         save(directory)
-        write_lexicon(Path(directory) / LEXICON_FILE, lexicon)
+        if lexicon is not None:
+            write_lexicon(Path(directory) / LEXICON_FILE, lexicon)
     return write
 
 
@@ -346,6 +345,15 @@ def score_decoded(task: str, tagger: TokenTagger, items: list[T.Sentence],
         tags = M.tagging_scores(gold, predicted)
         out.update({"tag_accuracy": tags["accuracy"], "joint_f1": tags["joint_f1"]})
     return out
+
+
+def describe_lexicon(weights: dict[str, Any]) -> str:
+    """pick_lexicon_weight's result, as a progress line."""
+    if not weights["scores"]:
+        return (f"lexicon weight {weights['chosen']:g} (the default: no validation sentences to "
+                "pick one)")
+    return (f"lexicon weight {weights['chosen']:g} (validation {weights['metric']} by weight: "
+            + ", ".join(f"{w:g}: {v:.4f}" for w, v in weights["scores"].items()) + ")")
 
 
 def describe(metrics: dict[str, Any]) -> str:

@@ -240,9 +240,9 @@ class _WordScores:
         never = np.full((len(logp), 1), -np.inf)
         padded = np.concatenate([logp, never], axis=1)   # label id -1: impossible
         self.single, self.first = padded[:, kinds.single], padded[:, kinds.first]  # (n, K)
-        self.middle, self.last = padded[:, kinds.middle], padded[:, kinds.last]
+        self.last, middle = padded[:, kinds.last], padded[:, kinds.middle]
         self.cum = np.concatenate([np.zeros((1, len(kinds.tags))), np.cumsum(     # (n + 1, K)
-            np.where(np.isfinite(self.middle), self.middle, -1e30), axis=0)])
+            np.where(np.isfinite(middle), middle, -1e30), axis=0)])
 
     def __call__(self, i: int, j: int) -> np.ndarray:
         if j - i == 1:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from minitf.data import tokens as T
+from minitf.data.lexicon import training_lexicon
 from minitf.io import write_text
 from minitf.tasks.token_metrics import segmentation_scores
 
@@ -30,8 +31,7 @@ Segmenter = Callable[[list[str]], list[list[str]]]
 
 def training_words(train: T.Sentences) -> collections.Counter[str]:
     """How often each word occurs in the training sentences."""
-    return collections.Counter(s.text[a:b] for s in train.items
-                               for a, b, _ in T.tags_to_spans(s.tags))
+    return collections.Counter(training_lexicon(train).counts)
 
 
 def fmm_segmenter(train: T.Sentences) -> Segmenter:

@@ -99,14 +99,11 @@ class TokenTagger:
                                picked if picked is not None else DEFAULT_LEXICON_WEIGHT)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, user_lexicon: str | Path | None = None,
-                        **kwargs: Any) -> TokenTagger:
-        """The model and tokenizer of `directory`, with its lexicon.txt (the training words)
-        and, if given, a user's dictionary file added to it."""
+    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> TokenTagger:
+        """The model and tokenizer of `directory`, with its lexicon.txt (the training words)."""
         from minitf.tokenizers.wordpiece import load_tokenizer
         model = BertForTokenClassification.from_pretrained(directory)
-        lexicon = model_lexicon(directory, user_lexicon)
-        return cls(model, load_tokenizer(directory), lexicon=lexicon, **kwargs)
+        return cls(model, load_tokenizer(directory), lexicon=model_lexicon(directory), **kwargs)
 
     @property
     def is_entity_tagger(self) -> bool:
